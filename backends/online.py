@@ -1,0 +1,72 @@
+"""online: Milakov & Gimelshein's (2018) single-pass running max and sum.
+
+One pass over the row keeps a running max m and a sum s rescaled whenever m
+grows (s = s * exp(m_old - m_new) + sum(exp(chunk - m_new))); a second pass
+writes exp(x - m) / s. Rows are processed together, the vocabulary in chunks,
+so the extra memory is O(rows x chunk) rather than O(rows x vocab).
+
+A running max starts at -inf; until a finite value arrives the shift is taken
+as 0, so a masked prefix (a row starting with -inf) never computes
+exp(-inf - (-inf)) = NaN.
+"""
+
+import numpy as np
+
+from softmax_bench import Backend
+
+from ._numpy_common import NUMPY_DTYPES, log_softmax_vjp, softmax_vjp, working_dtype
+
+CHUNK = 4096
+
+
+def _rows(x, axis):
+    """x as a 2-D (rows, vocab) array in the working precision, and how to undo it."""
+    moved = np.moveaxis(x, axis, -1)
+    rows = moved.reshape(-1, moved.shape[-1]).astype(working_dtype(x), copy=False)
+    return rows, lambda y: np.moveaxis(y.reshape(moved.shape), -1, axis).astype(x.dtype, copy=False)
+
+
+def _safe(m):
+    return np.where(m == -np.inf, 0, m)
+
+
+def _max_and_sum(rows, chunk=CHUNK):
+    m = np.full((rows.shape[0], 1), -np.inf, dtype=rows.dtype)
+    s = np.zeros((rows.shape[0], 1), dtype=rows.dtype)
+    for start in range(0, rows.shape[1], chunk):
+        block = rows[:, start : start + chunk]
+        m_new = np.maximum(m, block.max(axis=1, keepdims=True))
+        shift = _safe(m_new)
+        s = s * np.exp(m - shift) + np.exp(block - shift).sum(axis=1, keepdims=True)
+        m = m_new
+    return _safe(m), s
+
+
+def softmax(x, axis=-1):
+    rows, back = _rows(x, axis)
+    m, s = _max_and_sum(rows)
+    out = np.empty_like(rows)
+    for start in range(0, rows.shape[1], CHUNK):
+        block = slice(start, start + CHUNK)
+        np.exp(rows[:, block] - m, out=out[:, block])
+        out[:, block] /= s
+    return back(out)
+
+
+def log_softmax(x, axis=-1):
+    rows, back = _rows(x, axis)
+    m, s = _max_and_sum(rows)
+    return back(rows - (m + np.log(s)))
+
+
+backend = Backend(
+    name="online",
+    library="numpy",
+    devices=("cpu",),
+    dtypes=NUMPY_DTYPES,
+    softmax=softmax,
+    log_softmax=log_softmax,
+    softmax_vjp=softmax_vjp,
+    log_softmax_vjp=log_softmax_vjp,
+    description="running max and rescaled sum in vocabulary chunks, then one normalising pass",
+)

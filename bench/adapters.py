@@ -1,0 +1,303 @@
+"""Array adapters: one per library, owning conversion, device transfer and sync.
+
+The engine speaks NumPy; a backend speaks its own library. An adapter moves a
+NumPy array to the backend's library, device and dtype, brings results back,
+waits for queued device work, and knows how to make a plain copy (the
+bandwidth ceiling) and a gradient by autodiff. Libraries are imported on first
+use only, so listing backends never pulls in torch, jax or cupy until their
+availability is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from . import dtypes as dt
+
+
+def library_unavailable(library: str) -> Optional[str]:
+    """``None`` if ``library`` imports, else the one-line reason it does not."""
+    module = {"numpy": "numpy", "torch": "torch", "jax": "jax", "cupy": "cupy"}[library]
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # an import can fail with anything, not only ImportError
+        return f"{module} is not importable ({type(exc).__name__}: {_first_line(exc)})"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class Adapter:
+    """Base: the NumPy adapter. Other libraries override what differs."""
+
+    library = "numpy"
+
+    def unavailable(self, device: str) -> Optional[str]:
+        """``None`` when arrays of this library can live on ``device``, else why not."""
+        if device != "cpu":
+            return f"{self.library} arrays live on the cpu only"
+        return None
+
+    def from_numpy(self, x: np.ndarray, device: str, dtype: str, strided: bool = False) -> Any:
+        """``x`` (any float dtype) as a ``dtype`` array on ``device``.
+
+        With ``strided`` the result is a non-contiguous view (every other
+        element of a buffer twice as wide along the last axis), for testing
+        layouts a backend may not expect.
+        """
+        x = np.asarray(x).astype(dt.np_dtype(dtype))
+        if strided:
+            wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), dtype=x.dtype)
+            wide[..., ::2] = x
+            return wide[..., ::2]
+        return x
+
+    def to_numpy(self, y: Any) -> np.ndarray:
+        return np.asarray(y)
+
+    def is_array(self, y: Any) -> bool:
+        return isinstance(y, np.ndarray)
+
+    def dtype_name(self, y: Any) -> str:
+        return dt.name_of(y.dtype)
+
+    def device_of(self, y: Any) -> str:
+        return "cpu"
+
+    def sync(self, device: str) -> None:
+        """Block until all work queued on ``device`` has finished."""
+
+    def copier(self, x: Any) -> Callable[[], Any]:
+        """A zero-argument callable that copies ``x`` into a preallocated buffer.
+
+        It moves the same bytes a one-pass softmax must move (read x, write an
+        array of the same size), so its bandwidth is the practical ceiling.
+        """
+        out = np.empty_like(x)
+        return lambda: np.copyto(out, x)
+
+    def vjp(self, fn: Callable, x: Any, dy: Any, axis: int) -> Any:
+        """dx = J(fn)(x)^T dy by autodiff; raises NotImplementedError where none exists."""
+        raise NotImplementedError(f"{self.library} has no autodiff")
+
+    def randn(self, shape: tuple, dtype: str, device: str, seed: int) -> Any:
+        """Standard-normal data generated without a float64 copy of the whole array."""
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal(shape, dtype=np.float32)
+        return self.from_numpy(x, device, dtype) if dtype != "float32" else x
+
+    def reset_peak_memory(self, device: str) -> None:
+        """Start a new peak-memory window on ``device`` (only CUDA tracks one)."""
+
+    def peak_memory(self, device: str) -> Optional[int]:
+        """Peak bytes allocated on ``device`` since ``reset_peak_memory``, if tracked."""
+        return None
+
+
+class TorchAdapter(Adapter):
+    library = "torch"
+
+    @property
+    def torch(self):
+        import torch
+
+        return torch
+
+    def unavailable(self, device: str) -> Optional[str]:
+        if device == "cuda" and not self.torch.cuda.is_available():
+            return "torch sees no CUDA device"
+        return None
+
+    def _dtype(self, dtype: str):
+        return getattr(self.torch, dtype)
+
+    def from_numpy(self, x: np.ndarray, device: str, dtype: str, strided: bool = False) -> Any:
+        torch = self.torch
+        t = torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float64)))
+        t = t.to(device=device, dtype=self._dtype(dtype))
+        if strided:
+            wide = torch.zeros(t.shape[:-1] + (2 * t.shape[-1],), dtype=t.dtype, device=device)
+            wide[..., ::2] = t
+            return wide[..., ::2]
+        return t
+
+    def to_numpy(self, y: Any) -> np.ndarray:
+        y = y.detach().cpu()
+        if y.dtype == self.torch.bfloat16:
+            return y.float().numpy().astype(dt.np_dtype("bfloat16"))
+        return y.numpy()
+
+    def is_array(self, y: Any) -> bool:
+        return isinstance(y, self.torch.Tensor)
+
+    def device_of(self, y: Any) -> str:
+        return y.device.type
+
+    def sync(self, device: str) -> None:
+        if device == "cuda":
+            self.torch.cuda.synchronize()
+
+    def copier(self, x: Any) -> Callable[[], Any]:
+        out = self.torch.empty_like(x)
+        return lambda: out.copy_(x)
+
+    def vjp(self, fn: Callable, x: Any, dy: Any, axis: int) -> Any:
+        x = x.detach().requires_grad_(True)
+        (dx,) = self.torch.autograd.grad(fn(x, axis=axis), x, grad_outputs=dy)
+        return dx
+
+    def randn(self, shape: tuple, dtype: str, device: str, seed: int) -> Any:
+        gen = self.torch.Generator(device=device).manual_seed(seed)
+        return self.torch.randn(shape, generator=gen, device=device, dtype=self._dtype(dtype))
+
+    def reset_peak_memory(self, device: str) -> None:
+        if device == "cuda":
+            self.torch.cuda.reset_peak_memory_stats()
+
+    def peak_memory(self, device: str) -> Optional[int]:
+        if device == "cuda":
+            return int(self.torch.cuda.max_memory_allocated())
+        return None
+
+
+class JaxAdapter(Adapter):
+    library = "jax"
+
+    @property
+    def jax(self):
+        import jax
+
+        # float64 must be float64: without x64, JAX silently computes in float32.
+        jax.config.update("jax_enable_x64", True)
+        return jax
+
+    def _device(self, device: str):
+        platform = "gpu" if device == "cuda" else "cpu"
+        return self.jax.devices(platform)[0]
+
+    def unavailable(self, device: str) -> Optional[str]:
+        if device == "cuda":
+            try:
+                self.jax.devices("gpu")
+            except RuntimeError:
+                return "jax sees no GPU (CPU-only jaxlib or no device)"
+        return None
+
+    def from_numpy(self, x: np.ndarray, device: str, dtype: str, strided: bool = False) -> Any:
+        # JAX arrays have no strides: the strided layout is the library's own business.
+        x = np.asarray(x).astype(dt.np_dtype(dtype))
+        return self.jax.device_put(x, self._device(device))
+
+    def is_array(self, y: Any) -> bool:
+        return isinstance(y, self.jax.Array)
+
+    def device_of(self, y: Any) -> str:
+        platform = next(iter(y.devices())).platform
+        return "cuda" if platform == "gpu" else platform
+
+    def sync(self, device: str) -> None:
+        # JAX dispatch is asynchronous per array; the timer blocks on results instead.
+        pass
+
+    def block(self, y: Any) -> Any:
+        return self.jax.block_until_ready(y)
+
+    def copier(self, x: Any) -> Callable[[], Any]:
+        # A jitted identity is elided by XLA; negation is the cheapest op that
+        # must read x and write a new array of the same size.
+        negate = self.jax.jit(lambda a: -a)
+        negate(x).block_until_ready()
+        return lambda: negate(x)
+
+    def vjp(self, fn: Callable, x: Any, dy: Any, axis: int) -> Any:
+        _, pullback = self.jax.vjp(lambda a: fn(a, axis=axis), x)
+        return pullback(dy)[0]
+
+    def randn(self, shape: tuple, dtype: str, device: str, seed: int) -> Any:
+        jnp = self.jax.numpy
+        key = self.jax.random.PRNGKey(seed)
+        with self.jax.default_device(self._device(device)):
+            return self.jax.random.normal(key, shape, dtype=getattr(jnp, dtype))
+
+
+class CupyAdapter(Adapter):
+    library = "cupy"
+
+    @property
+    def cupy(self):
+        import cupy
+
+        return cupy
+
+    def unavailable(self, device: str) -> Optional[str]:
+        if device != "cuda":
+            return "cupy arrays live on CUDA devices only"
+        try:
+            count = self.cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # CUDARuntimeError without a driver or device
+            return f"cupy sees no CUDA device ({_first_line(exc)})"
+        return None if count > 0 else "cupy sees no CUDA device"
+
+    def from_numpy(self, x: np.ndarray, device: str, dtype: str, strided: bool = False) -> Any:
+        host = Adapter.from_numpy(self, x, "cpu", dtype, strided=False)
+        arr = self.cupy.asarray(host)
+        if strided:
+            wide = self.cupy.zeros(arr.shape[:-1] + (2 * arr.shape[-1],), dtype=arr.dtype)
+            wide[..., ::2] = arr
+            return wide[..., ::2]
+        return arr
+
+    def to_numpy(self, y: Any) -> np.ndarray:
+        return self.cupy.asnumpy(y)
+
+    def is_array(self, y: Any) -> bool:
+        return isinstance(y, self.cupy.ndarray)
+
+    def device_of(self, y: Any) -> str:
+        return "cuda"
+
+    def sync(self, device: str) -> None:
+        self.cupy.cuda.get_current_stream().synchronize()
+
+    def copier(self, x: Any) -> Callable[[], Any]:
+        out = self.cupy.empty_like(x)
+        return lambda: self.cupy.copyto(out, x)
+
+    def randn(self, shape: tuple, dtype: str, device: str, seed: int) -> Any:
+        rng = self.cupy.random.default_rng(seed)
+        return rng.standard_normal(shape, dtype=self.cupy.float32).astype(dt.np_dtype(dtype))
+
+    def reset_peak_memory(self, device: str) -> None:
+        self.cupy.get_default_memory_pool().free_all_blocks()
+        self._base = self.cupy.get_default_memory_pool().total_bytes()
+
+    def peak_memory(self, device: str) -> Optional[int]:
+        # CuPy keeps no peak counter; the pool's high-water mark is the closest figure.
+        return int(self.cupy.get_default_memory_pool().total_bytes() - getattr(self, "_base", 0))
+
+
+_ADAPTERS = {"numpy": Adapter, "torch": TorchAdapter, "jax": JaxAdapter, "cupy": CupyAdapter}
+
+
+@lru_cache(maxsize=None)
+def get(library: str) -> Adapter:
+    """The adapter for ``library`` (one of ``LIBRARIES``)."""
+    return _ADAPTERS[library]()
+
+
+def unavailable(library: str, device: str) -> Optional[str]:
+    """Why arrays of ``library`` cannot be used on ``device`` now, or ``None``."""
+    reason = library_unavailable(library)
+    if reason:
+        return reason
+    try:
+        return get(library).unavailable(device)
+    except Exception as exc:
+        return f"{library} on {device}: {type(exc).__name__}: {_first_line(exc)}"

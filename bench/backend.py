@@ -1,0 +1,101 @@
+"""The backend contract: what a softmax implementation declares to be benchmarked.
+
+This is the public API that plugins depend on; see DESIGN.md. A ``Backend`` is a
+plain, validated record. It carries no state and imports nothing heavy: the
+engine converts inputs to the backend's library, device and dtype, and calls
+the functions it holds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+LIBRARIES = ("numpy", "torch", "jax", "cupy")
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+OPS = ("softmax", "log_softmax", "softmax_vjp", "log_softmax_vjp")
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+SoftmaxFn = Callable[..., Any]
+AvailabilityFn = Callable[[str], Optional[str]]
+
+
+class BackendError(ValueError):
+    """A backend declaration that breaks the contract (names the bad field)."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One softmax implementation and what it supports.
+
+    ``softmax(x, axis=-1)`` and ``log_softmax(x, axis=-1)`` take and return an
+    array of ``library`` on ``x``'s device with ``x``'s shape and dtype.
+    ``softmax_vjp(y, dy, axis=-1)`` returns dx given the softmax output y and
+    the cotangent dy; ``log_softmax_vjp(y, dy, axis=-1)`` likewise for the
+    log_softmax output y. torch and jax backends without explicit VJPs are
+    differentiated by autodiff.
+
+    ``available(device)`` is an optional hook returning ``None`` when the
+    backend can run on ``device`` or a one-line reason when it cannot, for
+    requirements beyond the library and device themselves (a compiler, a
+    package). It must be cheap and must not raise.
+    """
+
+    name: str
+    library: str
+    devices: Sequence[str]
+    dtypes: Sequence[str]
+    softmax: SoftmaxFn
+    log_softmax: Optional[SoftmaxFn] = None
+    softmax_vjp: Optional[SoftmaxFn] = None
+    log_softmax_vjp: Optional[SoftmaxFn] = None
+    available: Optional[AvailabilityFn] = None
+    description: str = ""
+    origin: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        # Frozen, so normalise through object.__setattr__.
+        object.__setattr__(self, "devices", tuple(self.devices))
+        object.__setattr__(self, "dtypes", tuple(self.dtypes))
+        validate(self)
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        """The operations this backend provides itself (not derived)."""
+        return tuple(op for op in OPS if getattr(self, op) is not None)
+
+    def function(self, op: str) -> Optional[SoftmaxFn]:
+        """The callable for ``op`` or ``None`` when the backend lacks it."""
+        if op not in OPS:
+            raise ValueError(f"unknown op {op!r}; valid: {', '.join(OPS)}")
+        return getattr(self, op)
+
+
+def validate(backend: Backend) -> None:
+    """Raise ``BackendError`` naming the first field that breaks the contract."""
+    if not isinstance(backend.name, str) or not _NAME.match(backend.name):
+        raise BackendError(
+            f"Backend.name={backend.name!r}: must be lowercase [a-z0-9._-], starting with a letter or digit"
+        )
+    where = f"backend {backend.name!r}"
+    if backend.library not in LIBRARIES:
+        raise BackendError(f"{where}: library={backend.library!r}; valid: {', '.join(LIBRARIES)}")
+    if not backend.devices:
+        raise BackendError(f"{where}: devices is empty; valid: {', '.join(DEVICES)}")
+    for device in backend.devices:
+        if device not in DEVICES:
+            raise BackendError(f"{where}: devices has {device!r}; valid: {', '.join(DEVICES)}")
+    if not backend.dtypes:
+        raise BackendError(f"{where}: dtypes is empty; valid: {', '.join(DTYPES)}")
+    for dtype in backend.dtypes:
+        if dtype not in DTYPES:
+            raise BackendError(f"{where}: dtypes has {dtype!r}; valid: {', '.join(DTYPES)}")
+    if not callable(backend.softmax):
+        raise BackendError(f"{where}: softmax must be callable (x, axis=-1) -> array")
+    for op in OPS[1:] + ("available",):
+        fn = getattr(backend, op)
+        if fn is not None and not callable(fn):
+            raise BackendError(f"{where}: {op} must be callable or None")
