@@ -22,7 +22,8 @@ CHUNK = 4096
 def _rows(x, axis):
     """x as a 2-D (rows, vocab) array in the working precision, and how to undo it."""
     moved = np.moveaxis(x, axis, -1)
-    rows = moved.reshape(-1, moved.shape[-1]).astype(working_dtype(x), copy=False)
+    n_rows = int(np.prod(moved.shape[:-1]))
+    rows = moved.reshape(n_rows, moved.shape[-1]).astype(working_dtype(x), copy=False)
     return rows, lambda y: np.moveaxis(y.reshape(moved.shape), -1, axis).astype(x.dtype, copy=False)
 
 
@@ -56,7 +57,8 @@ def softmax(x, axis=-1):
 def log_softmax(x, axis=-1):
     rows, back = _rows(x, axis)
     m, s = _max_and_sum(rows)
-    return back(rows - (m + np.log(s)))
+    # (x - m) - log s, not x - (m + log s): the latter rounds m + log s and is not shift-invariant.
+    return back((rows - m) - np.log(s))
 
 
 backend = Backend(

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from .backend import DEVICES, DTYPES
 from .cli import UsageError, choose, load
-from .isolation import BackendFailure, InProcessExecutor, default_memory_limit, make_executor
+from .isolation import BackendFailure, InProcessExecutor, default_memory_limit, describe_exception, make_executor
 from .registry import Registry
 from .results import ResultsFile, default_path
 
@@ -100,7 +100,7 @@ def execute(units: Iterable[Unit], results: ResultsFile, executor: Any, desc: st
     """Run every unit not yet recorded; return the records made by this call.
 
     ``KeyboardInterrupt`` propagates after the results file holds everything
-    finished; the executor is closed either way.
+    finished. The caller owns (and closes) the executor.
     """
     units = [u for u in units if not results.has(u.identity)]
     made: list[dict[str, Any]] = []
@@ -113,6 +113,10 @@ def execute(units: Iterable[Unit], results: ResultsFile, executor: Any, desc: st
                 records = unit.run(executor)
             except BackendFailure as failure:
                 records = unit.on_failure(failure)
+            except Exception as exc:  # our own bug: record it against the unit and go on
+                reason = f"internal error in softmax-bench ({describe_exception(exc)})"
+                print(f"warning: {unit.label}: {reason}", file=sys.stderr)
+                records = unit.on_failure(BackendFailure(reason, "internal"))
             results.add(records)
             made.extend(records)
             if progress is not None:
@@ -120,7 +124,6 @@ def execute(units: Iterable[Unit], results: ResultsFile, executor: Any, desc: st
     finally:
         if progress is not None:
             progress.close()
-        executor.close()
     return made
 
 
