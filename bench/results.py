@@ -152,6 +152,10 @@ def write_atomic(path: str | Path, document: dict[str, Any] | str) -> None:
     text = document if isinstance(document, str) else json.dumps(_clean(document), indent=1, allow_nan=False) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); give it the mode open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
