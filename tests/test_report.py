@@ -342,3 +342,8 @@ def test_readme_needs_out(cli):
     status, _, err = cli("report", SMALL, "--readme", "README.md")
     assert status == 2 and "--readme needs --out" in err
 
+
+def test_published_results_readme_has_the_markers():
+    text = (ROOT / "results" / "README.md").read_text()
+    assert 0 <= text.index(README_BEGIN) < text.index(README_END)
+    assert "softmax-bench report" in text
