@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("markdown", "github", "html", "latex"), default="markdown")
     p.add_argument("--out", metavar="DIR", help="write report and plots to DIR instead of printing")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable results files with a warning")
+    p.add_argument("--readme", metavar="FILE", help="also put the report between the markers in FILE (needs --out; see results/README.md)")
 
     p = sub.add_parser("compare", help="per-benchmark ratios between two results files")
     p.add_argument("baseline", metavar="A")

@@ -28,6 +28,18 @@ KIND_FIELDS = {
     "check": {"case": str, "passed": (bool, type(None))},
     "timing": {"median_s": (int, float, type(None)), "iqr_s": (int, float, type(None))},
 }
+_NUMBER = (int, float, type(None))
+_TEXT = (str, type(None))
+# Optional fields the report and compare read: when present they must have these
+# types, so a hand-edited file fails here with one line instead of deep inside a table.
+OPTIONAL_FIELDS = {
+    "check": {"op": _TEXT, "behaviour": _TEXT, "expected": _TEXT, "max_ulp": _NUMBER, "max_rel": _NUMBER,
+              "scale": _NUMBER, "reference": bool, "special": bool, "reason": _TEXT, "failure": _TEXT},
+    "timing": {"op": _TEXT, "mode": _TEXT, "gbps": _NUMBER, "copy_gbps": _NUMBER, "copy_fraction": _NUMBER,
+               "reason": _TEXT, "failure": _TEXT},
+}
+# Figures that are never negative: a negative one is a hand edit, not a measurement.
+NON_NEGATIVE = ("median_s", "iqr_s", "gbps", "copy_gbps", "copy_fraction", "max_ulp", "max_rel")
 # Fields that name one unit of work: a resumed run skips units already recorded.
 IDENTITY = ("kind", "backend", "device", "dtype", "case", "op", "rows", "vocab", "mode")
 # Environment fields that must match for --resume to continue a file.
@@ -140,6 +152,10 @@ def write_atomic(path: str | Path, document: dict[str, Any] | str) -> None:
     text = document if isinstance(document, str) else json.dumps(_clean(document), indent=1, allow_nan=False) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); give it the mode open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
@@ -192,14 +208,27 @@ def validate(document: Any, source: str) -> dict[str, Any]:
         kind = record.get("kind")
         if kind not in KIND_FIELDS:
             raise ResultsError(f"{source}: record {index} has kind {kind!r}; valid: {', '.join(KIND_FIELDS)}")
-        for field, types in {**COMMON_FIELDS, **KIND_FIELDS[kind]}.items():
+        required = {**COMMON_FIELDS, **KIND_FIELDS[kind]}
+        for field, types in {**required, **OPTIONAL_FIELDS[kind]}.items():
             value = record.get(field, ...)
-            if value is ... or not isinstance(value, types) or (types is int and isinstance(value, bool)):
+            if value is ... and field not in required:
+                continue
+            # bool is an int to isinstance; `true` is no number of seconds.
+            is_bool_as_number = isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,))
+            if value is ... or not isinstance(value, types) or is_bool_as_number:
                 shown = "missing" if value is ... else repr(value)[:40]
                 raise ResultsError(f"{source}: record {index} field {field!r} is {shown}, expected {_type_name(types)}")
+        for field, value in record.items():
+            # json.loads accepts NaN, Infinity and 1e999; results files store non-finite numbers as null.
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ResultsError(f"{source}: record {index} field {field!r} is {value!r}; non-finite numbers are stored as null")
         for field in ("rows", "vocab"):
             if record[field] < 0:
                 raise ResultsError(f"{source}: record {index} field {field!r} is negative")
+        for field in NON_NEGATIVE:
+            value = record.get(field)
+            if isinstance(value, (int, float)) and value < 0:
+                raise ResultsError(f"{source}: record {index} field {field!r} is {value!r}, expected a number >= 0")
     return document
 
 

@@ -1,0 +1,178 @@
+"""``softmax-bench compare A B``: per-benchmark speed ratios between two results files.
+
+Timing records are matched on ``KEY``; the ratio is B/A of the median time per
+call. A change counts when it is beyond the threshold t in either direction,
+symmetrically on a log scale (as ``asv continuous -f``): slower when
+B/A > 1 + t, faster when B/A < 1 / (1 + t). A benchmark that has a time in A
+and a recorded failure in B counts as slower: it broke.
+
+Exit status: 1 when anything got slower, 0 otherwise, 2 on bad usage (including
+two files with no benchmark in common).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .cli import UsageError
+from .report import MISSING, Table, _constant_text, _order, _split_dims, format_seconds, format_size, machine_label, render_table
+from .results import load
+
+# What makes two timing records the same benchmark.
+KEY = ("backend", "device", "dtype", "rows", "vocab", "op", "mode")
+_SHOWN_DIMS = ("device", "dtype", "op", "mode")  # folded into the caption when constant
+
+SLOWER, FASTER, SAME, BROKEN = "slower", "faster", "", "failed in B"
+
+
+@dataclass
+class Change:
+    """One benchmark present in both files."""
+
+    a: dict[str, Any]
+    b: dict[str, Any]
+    ratio: Optional[float]  # B/A of median_s; None when either has no time
+    verdict: str  # SLOWER, FASTER, SAME, BROKEN, or why there is no ratio
+
+    @property
+    def regressed(self) -> bool:
+        return self.verdict in (SLOWER, BROKEN)
+
+
+@dataclass
+class Comparison:
+    """Every matched benchmark, and those only one file has."""
+
+    changes: list[Change]
+    only_a: list[dict[str, Any]]
+    only_b: list[dict[str, Any]]
+    threshold: float
+
+    @property
+    def regressed(self) -> bool:
+        return any(c.regressed for c in self.changes)
+
+
+def _key(record: dict[str, Any]) -> tuple:
+    return tuple(record.get(f) for f in KEY)
+
+
+def _timings(records: Sequence[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    # A unit of work recorded twice in one file (no run writes that) keeps its last record.
+    return {_key(r): r for r in records if r["kind"] == "timing"}
+
+
+def verdict(a: dict[str, Any], b: dict[str, Any], threshold: float) -> tuple[Optional[float], str]:
+    """The ratio B/A and what it means at ``threshold``."""
+    ta, tb = a.get("median_s"), b.get("median_s")
+    if ta is not None and tb is not None:
+        if ta == 0:  # a timer that read 0 cannot be divided by; any real time after it is slower
+            ratio = 1.0 if tb == 0 else math.inf
+        else:
+            ratio = tb / ta
+        if ratio > 1 + threshold:
+            return ratio, SLOWER
+        if ratio < 1 / (1 + threshold):
+            return ratio, FASTER
+        return ratio, SAME
+    if ta is not None:
+        return None, BROKEN if b.get("failure") else "no time in B"
+    if tb is not None:
+        return None, "no time in A"
+    return None, "no time in either"
+
+
+def compare(a_records: Sequence[dict[str, Any]], b_records: Sequence[dict[str, Any]],
+            threshold: float = 0.10) -> Comparison:
+    """Match the timing records of two runs and judge each ratio against ``threshold``."""
+    a, b = _timings(a_records), _timings(b_records)
+    changes = [Change(a[k], b[k], *verdict(a[k], b[k], threshold)) for k in a if k in b]
+
+    # Regressions first, worst first; then the rest by ratio; no ratio last.
+    def order(c: Change) -> tuple:
+        rank = 0 if c.regressed else 1 if c.ratio is not None else 2
+        return (rank, -(c.ratio if c.ratio is not None else 0.0), _sortable(c.a))
+
+    changes.sort(key=order)
+    return Comparison(changes, [a[k] for k in a if k not in b], [b[k] for k in b if k not in a], threshold)
+
+
+def _sortable(record: dict[str, Any]) -> tuple:
+    """Ties in table order: backend, then device, dtype and mode as the report orders them, then size."""
+    return (record["backend"], *(_order(d, record.get(d)) for d in ("device", "dtype", "mode")),
+            record["vocab"], record["rows"], str(record.get("op")))
+
+
+def _dims_and_size(record: dict[str, Any], varying: Sequence[str]) -> list[str]:
+    return [record["backend"]] + [str(record.get(d)) for d in varying] + [format_size(record["rows"], record["vocab"])]
+
+
+def tables(comparison: Comparison, a_name: str, b_name: str, a_machine: str, b_machine: str) -> list[Table]:
+    """The ratio table, and the benchmarks only in A or only in B when there are any."""
+    varying, constant = _split_dims([c.a for c in comparison.changes], _SHOWN_DIMS)
+    t = comparison.threshold
+    rows = []
+    for c in comparison.changes:
+        ratio = MISSING if c.ratio is None else "inf" if math.isinf(c.ratio) else f"{c.ratio:.2f}"
+        rows.append(_dims_and_size(c.a, varying) + [format_seconds(c.a.get("median_s")),
+                                                    format_seconds(c.b.get("median_s")), ratio, c.verdict])
+    machines = (f" A ran on {a_machine}, B on {b_machine}: the ratios compare machines as well as code."
+                if a_machine != b_machine else f" Machine: {a_machine}.")
+    constant.pop("machine", None)
+    result = [Table(
+        title="Changes",
+        caption=(f"Median time per call in A ({a_name}) and B ({b_name}), and B/A. slower: B/A above {1 + t:.2f}; "
+                 f"faster: B/A below 1/{1 + t:.2f} = {1 / (1 + t):.2f}; failed in B: timed in A, a recorded failure "
+                 "in B. Slowest first." + machines + _constant_text(constant)),
+        headers=["backend"] + varying + ["size", "A", "B", "B/A", "change"],
+        rows=rows,
+        align=["left"] * (len(varying) + 2) + ["right"] * 3 + ["left"],
+    )]
+    for title, only, name in (("Only in A", comparison.only_a, a_name), ("Only in B", comparison.only_b, b_name)):
+        if not only:
+            continue
+        shown, same = _split_dims(only, _SHOWN_DIMS)
+        shown = [d for d in _SHOWN_DIMS if d in shown or d in varying]
+        result.append(Table(
+            title=title,
+            caption=(f"Benchmarks only in {name}, with no match in the other file."
+                     + _constant_text({d: v for d, v in same.items() if d not in shown})),
+            headers=["backend"] + shown + ["size", "median"],
+            rows=[_dims_and_size(r, shown) + [format_seconds(r.get("median_s"))] for r in only],
+            align=["left"] * (len(shown) + 2) + ["right"],
+        ))
+    return result
+
+
+def summary(comparison: Comparison) -> str:
+    """One line: how many got slower, faster, stayed, broke, and the unmatched counts."""
+    counts = {SLOWER: 0, FASTER: 0, SAME: 0, BROKEN: 0}
+    other = 0
+    for c in comparison.changes:
+        if c.verdict in counts:
+            counts[c.verdict] += 1
+        else:
+            other += 1
+    # No '%' or other markup here: the line follows tables of any format.
+    return (f"{counts[SLOWER]} slower, {counts[FASTER]} faster, {counts[SAME]} within the threshold "
+            f"({comparison.threshold:g}), {counts[BROKEN]} failed in B, {other} without a time; "
+            f"{len(comparison.only_a)} only in A, {len(comparison.only_b)} only in B")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``softmax-bench compare A B``: print the ratio table; 1 if anything got slower."""
+    a_doc, b_doc = load(args.baseline), load(args.contender)
+    comparison = compare(a_doc["records"], b_doc["records"], args.threshold)
+    if not comparison.changes:
+        raise UsageError(f"{args.baseline} and {args.contender} share no benchmark "
+                         f"(timing records are matched on {', '.join(KEY)})")
+    # File names, not paths, in the table: the paths are in the command the reader typed.
+    for table in tables(comparison, Path(args.baseline).name, Path(args.contender).name,
+                        machine_label(a_doc["environment"]), machine_label(b_doc["environment"])):
+        print(render_table(table, args.format))
+    print(summary(comparison))
+    return 1 if comparison.regressed else 0
