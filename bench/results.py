@@ -206,7 +206,7 @@ def validate(document: Any, source: str) -> dict[str, Any]:
         if not isinstance(record, dict):
             raise ResultsError(f"{source}: record {index} is {type(record).__name__}, not an object")
         kind = record.get("kind")
-        if kind not in KIND_FIELDS:
+        if not isinstance(kind, str) or kind not in KIND_FIELDS:
             raise ResultsError(f"{source}: record {index} has kind {kind!r}; valid: {', '.join(KIND_FIELDS)}")
         required = {**COMMON_FIELDS, **KIND_FIELDS[kind]}
         for field, types in {**required, **OPTIONAL_FIELDS[kind]}.items():

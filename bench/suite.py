@@ -96,6 +96,12 @@ class Unit:
     label: str = ""
 
 
+# A backend that hangs or crashes on this many units in a row has its
+# remaining units recorded as failures without running them: one hanging
+# plugin must not hold a whole run hostage for timeout x cases.
+GIVE_UP_AFTER = {"timeout": 2, "crashed": 3}
+
+
 def execute(units: Iterable[Unit], results: ResultsFile, executor: Any, desc: str = "") -> list[dict[str, Any]]:
     """Run every unit not yet recorded; return the records made by this call.
 
@@ -104,14 +110,21 @@ def execute(units: Iterable[Unit], results: ResultsFile, executor: Any, desc: st
     """
     units = [u for u in units if not results.has(u.identity)]
     made: list[dict[str, Any]] = []
+    streaks: dict[tuple, tuple[str, int]] = {}  # (backend, device) -> (failure kind, count in a row)
     progress = _progress(len(units), desc)
     try:
         for unit in units:
             if progress is not None:
                 progress.set_postfix_str(unit.label, refresh=False)
+            key = (unit.identity.get("backend"), unit.identity.get("device"))
+            kind, count = streaks.get(key, ("", 0))
             try:
+                if count >= GIVE_UP_AFTER.get(kind, 1 << 30):
+                    raise BackendFailure(f"not run: the backend {'timed out' if kind == 'timeout' else kind} on {count} cases in a row", kind)
                 records = unit.run(executor)
+                streaks.pop(key, None)
             except BackendFailure as failure:
+                streaks[key] = (failure.kind, count + 1 if failure.kind == kind else 1)
                 records = unit.on_failure(failure)
             except Exception as exc:  # our own bug: record it against the unit and go on
                 reason = f"internal error in softmax-bench ({describe_exception(exc)})"
