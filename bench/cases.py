@@ -129,7 +129,7 @@ CASES: tuple[Case, ...] = (
              anchor=5 if s == 4 else None)
         for s in (1, 3, 4, 10, 30, 100)
     ),
-    Case("offset_1e4", "1e4 + randn, 4 x 1000: naive overflows; exp(x - lse) loses |lse| units of roundoff", _randn((4, 1000), 1.0, 1e4), anchor=1),
+    Case("offset_1e4", "1e4 + randn, 4 x 1000: naive overflows; exp(x - lse) loses abs(lse) units of roundoff", _randn((4, 1000), 1.0, 1e4), anchor=1),
     *(Case(f"vocab_{n}", f"one row of 3 * randn over a {n}-token vocabulary", _randn((1, n), 3.0)) for n in VOCABS),
     Case("shape_1d", "a 1-D input of 1000", _randn((1000,), 3.0)),
     Case("shape_3d", "3-D input (2, 3, 500), softmax over the last axis", _randn((2, 3, 500), 3.0)),

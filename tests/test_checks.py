@@ -144,3 +144,11 @@ def test_backends_not_declaring_an_op_are_not_asked_for_it():
     units = plan([Target("plugin-good", "cpu", "float32")], cases.CASES, (plugin("good_numpy"),))
     assert {u.identity["op"] for u in units} == {"softmax"}
     assert registry.get("plugin-good").log_softmax is None
+
+
+def test_readme_documents_every_case():
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for name in cases.names():
+        assert f"| `{name}` |" in readme, f"README's case catalog lacks {name}"
