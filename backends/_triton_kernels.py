@@ -71,13 +71,14 @@ def online_kernel(x_ptr, y_ptr, n, CHUNK: tl.constexpr, LOG: tl.constexpr):
         s = s * tl.exp(m - shift) + tl.sum(tl.exp(x - shift), axis=0)
         m = m_new
     # Pass 2: write. An all -inf row has shift 0 and s = 0: 0 / 0 = NaN, like torch.
+    # log_softmax is (x - m) - log s: rounding m + log s first would cost |m| ulps.
     shift = safe_shift(m)
-    lse = shift + tl.log(s)
+    log_s = tl.log(s)
     for start in range(0, n, CHUNK):
         mask = start + cols < n
         x = tl.load(x_row + start + cols, mask=mask, other=float("-inf")).to(tl.float32)
         if LOG:
-            y = x - lse
+            y = (x - shift) - log_s
         else:
             y = tl.exp(x - shift) / s
         tl.store(y_row + start + cols, y.to(y_ptr.dtype.element_ty), mask=mask)

@@ -64,8 +64,8 @@ template <> __device__ __forceinline__ float from_acc<float>(float v) { return v
 template <> __device__ __forceinline__ double from_acc<double>(double v) { return v; }
 template <> __device__ __forceinline__ half_bits from_acc<half_bits>(float v) { return float_to_half(v); }
 
-// max that propagates NaN like NumPy's (fmaxf would drop it).
-template <typename A> __device__ __forceinline__ A nan_max(A a, A b) { return (a > b || a != a) ? a : b; }
+__device__ __forceinline__ float max_(float a, float b) { return fmaxf(a, b); }  // ignores NaN
+__device__ __forceinline__ double max_(double a, double b) { return fmax(a, b); }
 
 // ---------------------------------------------------------------- row access
 
@@ -157,17 +157,18 @@ __device__ __forceinline__ V block_reduce(V v, Op op, V identity) {
 template <typename T, bool LOG>
 __device__ __forceinline__ void maxshift_row(const T* x, T* y, long long n, bool vec) {
     typedef typename Acc<T>::type A;
-    // Pass 1: the max (NaN if the row has one, so that the whole row is NaN).
+    // Pass 1: the max. fmax skips NaN; a NaN still reaches the sum in pass 2
+    // (exp(NaN - m) is NaN), which makes the whole row NaN as in NumPy.
     A m = neg_inf<A>();
-    for_each(x, n, vec, [&](A v) { m = nan_max(m, v); });
-    m = block_reduce(m, [](A a, A b) { return nan_max(a, b); }, neg_inf<A>());
+    for_each(x, n, vec, [&](A v) { m = max_(m, v); });
+    m = block_reduce(m, [](A a, A b) { return max_(a, b); }, neg_inf<A>());
 
     // Pass 2: exp(x - m) summed over the elements below the max, and the number
     // of elements equal to it (their terms are exactly 1 when m is finite).
     RestTies<A> t = {A(0), A(0)};
     for_each(x, n, vec, [&](A v) {
         if (v == m) t.ties += A(1);
-        else t.rest += exp_(v - m);  // a NaN max lands here: rest is NaN
+        else t.rest += exp_(v - m);  // NaN lands here: rest is NaN
     });
     t = block_reduce(t, [](RestTies<A> a, RestTies<A> b) {
         RestTies<A> r = {a.rest + b.rest, a.ties + b.ties};
@@ -226,8 +227,10 @@ __device__ __forceinline__ void online_row(const T* x, T* y, long long n, bool v
     // Pass 2: write. An all -inf row has m = -inf, s = 0: 0 / 0 = NaN, like torch.
     const A shift = safe_shift(r.m), s = r.s;
     if (LOG) {
-        const A lse = shift + log_(s);
-        map_row(x, y, n, vec, [=](A v) { return v - lse; });
+        // (x - m) - log s, not x - (m + log s): rounding m + log s costs |m| ulps
+        // (log_softmax([1e8, 1e8]) in float32 would be 0, not -0.693).
+        const A log_s = log_(s);
+        map_row(x, y, n, vec, [=](A v) { return (v - shift) - log_s; });
     } else {
         map_row(x, y, n, vec, [=](A v) { return exp_(v - shift) / s; });
     }
