@@ -1,4 +1,4 @@
-"""The triton backend's kernels, run by Triton's interpreter on CPU tensors.
+"""The triton backend's kernels: run by Triton's interpreter, compiled for sm_90/sm_80.
 
 The kernels run in a subprocess (``triton_worker.py``) with TRITON_INTERPRET=1
 set before triton is imported, so the interpreter cannot leak into other
@@ -7,8 +7,13 @@ kernel forced onto small rows with 128-wide tiles (so rows span many tiles
 and masked prefixes cross tile boundaries). Planted bugs (no max shift; the
 online kernel without its -inf guard) must fail the same assertions.
 
-This proves the arithmetic, masks and tiling; not speed, and not the GPU's
-own exp (see _triton_kernels). Skipped where triton is not installed.
+Triton's real compiler also builds both kernels for sm_90 and sm_80 (it needs
+no GPU for that, only the ptxas in its wheel), which catches what the
+interpreter lets through; a planted uncompilable kernel proves it can fail.
+
+This proves the arithmetic, masks, tiling and that the kernels build; not
+speed, and not the GPU's own exp (see _triton_kernels). Skipped where triton
+is not installed.
 """
 
 from __future__ import annotations
@@ -119,3 +124,48 @@ def test_planted_bugs_fail_the_same_assertion(outputs, impl, path, case, op):
     with pytest.raises(AssertionError):
         assert_matches(outputs[f"{impl}|{path}|{case}|float32|{op}"], CASES[case], "float32", op)
     assert_matches(outputs[f"real|{path}|{case}|float32|{op}"], CASES[case], "float32", op)
+
+
+# ---------------------------------------------------------------- Triton's compiler, no GPU needed
+
+COMPILE_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+
+
+def compile_for(kernel, arch: int, dtype: str, constexprs: dict, num_warps: int):
+    """Compile ``kernel`` to a cubin for ``sm_<arch>`` with Triton's own compiler."""
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        pytest.skip("TRITON_INTERPRET is set in this process: nothing would be compiled")
+    import triton
+
+    try:
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+    except ImportError as exc:
+        pytest.skip(f"this triton has no ahead-of-time compile API ({exc})")
+    ty = COMPILE_DTYPES[dtype]
+    signature = {"x_ptr": f"*{ty}", "y_ptr": f"*{ty}", "n": "i32", **{k: "constexpr" for k in constexprs}}
+    source = ASTSource(kernel, signature=signature, constexprs=constexprs)
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # triton 3.9's notice about its FP-fusion default
+@pytest.mark.parametrize("arch", [90, 80])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernels_compile_for_the_gpu(arch, dtype):
+    from softmax_bench.backends import _triton_kernels as kernels
+
+    for log in (False, True):
+        block = kernels.FUSED_MAX  # the widest row the fused kernel takes: the most registers
+        fused = compile_for(kernels.fused_kernel, arch, dtype, {"BLOCK": block, "LOG": log}, kernels.num_warps(block))
+        online = compile_for(kernels.online_kernel, arch, dtype, {"CHUNK": kernels.CHUNK, "LOG": log}, kernels.num_warps(kernels.CHUNK))
+        for compiled in (fused, online):
+            assert compiled.asm["cubin"] and "st.local" not in compiled.asm["ptx"]  # built; no local-memory arrays
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_compile_check_rejects_a_planted_kernel():
+    """Negative control: a kernel Triton cannot compile fails the same compile step."""
+    from triton_planted import runtime_arange_fused
+
+    with pytest.raises(Exception, match="constexpr"):
+        compile_for(runtime_arange_fused, 90, "float32", {"BLOCK": 1024, "LOG": False}, 4)
