@@ -10,13 +10,15 @@ the first call as ``first_call_s``. To keep the number of compilations small
 (the CPU check suite has a budget of minutes), the input is brought to 2-D
 (rows, vocab) with the reduced axis last before the compiled function sees
 it, and shapes are dynamic, so one compiled graph per (op, device, dtype,
-layout) serves every size (a single row, a view of a 3-D input and a strided
-input are layouts of their own). On this project's 2-core CPU machines the
-first compilation in a process costs about 20 s (Inductor's start-up, cold
-disk cache) and each further graph about 1 s. Dynamo keeps at most ``recompile_limit`` graphs per
-function and then silently runs eager code, which would benchmark torch
-eager under this name; the limit is raised so that the four dtypes on two
-devices, with and without autograd, stay compiled.
+layout) serves every size (a single row, a view of a 3-D input, a strided
+input, and on the CPU rows wider than 4096 are layouts of their own). On this
+project's 2-core CPU machines the first compilation in a process costs about
+20 s (Inductor's start-up, cold disk cache) and each further graph about 1 s.
+
+Dynamo keeps at most ``recompile_limit`` graphs per function and then
+silently runs eager code, which would benchmark torch eager under this name;
+so each dtype gets a function of its own and the limit is raised (see
+``_compiled``).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import importlib.util
 import os
 import shutil
 import sys
+import types
 from functools import lru_cache
-from typing import Optional
+from typing import Callable, Optional
 
 from softmax_bench import Backend
 
@@ -50,14 +53,23 @@ def _log_softmax_2d(x):
 
 
 @lru_cache(maxsize=None)
-def _compiled(op: str):
+def _compiled(op: str, dtype: str) -> Callable:
+    """The compiled function for ``op`` on ``dtype`` inputs, made once per process.
+
+    Dynamo counts recompilations per code object, so each dtype gets a copy of
+    the function with a code object of its own: the limit then only has to
+    cover the layouts (size-1 dimensions, views, strides, Inductor's split at
+    4096 columns), about ten in the check suite, not ten times four dtypes.
+    """
     import torch
     import torch._dynamo
 
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(getattr(config, name), _RECOMPILE_LIMIT))
-    return torch.compile({"softmax": _softmax_2d, "log_softmax": _log_softmax_2d}[op], dynamic=True)
+    fn = {"softmax": _softmax_2d, "log_softmax": _log_softmax_2d}[op]
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{dtype}")
+    return torch.compile(types.FunctionType(code, fn.__globals__, code.co_name), dynamic=True)
 
 
 def _apply(op: str, x, axis: int):
@@ -65,7 +77,7 @@ def _apply(op: str, x, axis: int):
     # A 2-D input goes in as it is: a reshaped view would add guards on its base
     # (and a compilation of its own) to the case every timing uses.
     rows = moved if moved.ndim == 2 else moved.reshape(-1, moved.shape[-1])
-    return _compiled(op)(rows).reshape(moved.shape).movedim(-1, axis)
+    return _compiled(op, str(x.dtype).removeprefix("torch."))(rows).reshape(moved.shape).movedim(-1, axis)
 
 
 def softmax(x, axis=-1):
