@@ -1,0 +1,58 @@
+"""triton: Triton kernels on CUDA, fused for rows that fit on chip, two-pass online beyond.
+
+Rows of up to ``FUSED_MAX`` (32768) elements are read once and written once
+by one program holding the whole row; wider rows take a two-pass online
+kernel (running max and rescaled sum, then the write pass). Both accumulate
+in float32. See ``_triton_kernels`` for the kernels and their -inf handling.
+
+Registered for CUDA only. The tests run the same kernels under
+``TRITON_INTERPRET=1`` on CPU tensors, in a subprocess; an interpreted variant
+is never registered as a benchmark, and this backend refuses to run when the
+variable is set (it would time the interpreter). Inputs along another axis, or
+strided, are made contiguous first; that copy is part of the call.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Optional
+
+from softmax_bench import Backend
+
+
+def _rows_apply(x, axis: int, log: bool):
+    from . import _triton_kernels as kernels
+
+    moved = x.movedim(axis, -1)
+    rows = moved.reshape(-1, moved.shape[-1]).contiguous()
+    return kernels.softmax_rows(rows, log=log).reshape(moved.shape).movedim(-1, axis)
+
+
+def softmax(x, axis=-1):
+    return _rows_apply(x, axis, log=False)
+
+
+def log_softmax(x, axis=-1):
+    return _rows_apply(x, axis, log=True)
+
+
+def unavailable(device: str) -> Optional[str]:
+    """Why the kernels cannot run here (torch and its CUDA device are checked by the adapter)."""
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed (pip install triton)"
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        return "TRITON_INTERPRET is set: kernels would run in the CPU interpreter"
+    return None
+
+
+backend = Backend(
+    name="triton",
+    library="torch",
+    devices=("cuda",),
+    dtypes=("float32", "float16", "bfloat16"),
+    softmax=softmax,
+    log_softmax=log_softmax,
+    available=unavailable,
+    description="Triton: fused one-program-per-row kernel to 32768, two-pass online kernel beyond",
+)
