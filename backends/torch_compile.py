@@ -73,6 +73,8 @@ def _compiled(op: str, dtype: str) -> Callable:
 
 
 def _apply(op: str, x, axis: int):
+    if x.numel() == 0:  # Inductor cannot trace reductions over an empty axis; the answer is empty
+        return x.clone()
     moved = x.movedim(axis, -1)
     # A 2-D input goes in as it is: a reshaped view would add guards on its base
     # (and a compilation of its own) to the case every timing uses.

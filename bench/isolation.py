@@ -32,9 +32,13 @@ class BackendFailure(Exception):
 
 
 def describe_exception(exc: BaseException) -> str:
-    """The exception's type and the last line of its message, on one line."""
+    """The exception as the last line of its traceback would show it, on one line.
+
+    That is its type and the first line of its message: libraries put the
+    summary first and hints after (torch: "Set TORCHDYNAMO_VERBOSE=1 ...").
+    """
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[-1].strip()}" if lines else type(exc).__name__
+    return f"{type(exc).__name__}: {lines[0].strip()}" if lines else type(exc).__name__
 
 
 def _failure_from(exc: BaseException) -> BackendFailure:
