@@ -283,15 +283,24 @@ def _release_free_heap() -> None:
         pass
 
 
+def peak_method(library: str, device: str) -> str:
+    """How ``peak_bytes`` measures: "tracemalloc", "rss" (a lower bound) or "allocator"."""
+    if device != "cpu":
+        return "allocator"
+    return "tracemalloc" if library == "numpy" else "rss"
+
+
 def peak_bytes(adapter: adapters.Adapter, device: str, call: Callable[[], Any]) -> Optional[int]:
     """Peak memory of one completed ``call()`` beyond what existed before it; None if unknown.
 
     CPU: NumPy reports its allocations to tracemalloc; torch and JAX
     allocate outside Python, so the resident set's high-water mark (reset
-    through /proc/self/clear_refs) is read around the call. CUDA: the
-    library allocator's peak (``adapter.peak_memory``).
+    through /proc/self/clear_refs) is read around the call: memory their
+    allocators already hold does not show, so that figure is a lower bound.
+    CUDA: the library allocator's peak (``adapter.peak_memory``).
     """
-    if device != "cpu":
+    method = peak_method(adapter.library, device)
+    if method == "allocator":
         try:
             adapter.reset_peak_memory(device)
             call()
@@ -299,7 +308,7 @@ def peak_bytes(adapter: adapters.Adapter, device: str, call: Callable[[], Any]) 
         except Exception:
             return None
         return None if peak is None else max(int(peak), 0)
-    if adapter.library == "numpy":
+    if method == "tracemalloc":
         tracemalloc.start()
         try:
             tracemalloc.reset_peak()
@@ -444,7 +453,10 @@ def measure(
     peak = peak_bytes(adapter, device, case.call)
     fields = asdict(timing)
     fields.pop("samples_s")
-    fields.update(gbps=gbps(size, dtype, timing.median_s), peak_bytes=peak, buffers=buffers, llc_bytes=llc)
+    fields.update(
+        gbps=gbps(size, dtype, timing.median_s), peak_bytes=peak, peak_method=peak_method(adapter.library, device),
+        buffers=buffers, llc_bytes=llc,
+    )
     return {"timing": fields, "copy": copy}
 
 
@@ -464,7 +476,7 @@ def empty_record(identity: dict[str, Any], library: str, reason: Optional[str] =
         "library": library,
         "median_s": None, "iqr_s": None, "repeats": 0, "inner": 0,
         "gbps": None, "copy_gbps": None, "copy_fraction": None,
-        "peak_bytes": None, "first_call_s": None,
+        "peak_bytes": None, "peak_method": None, "first_call_s": None,
         "buffers": None, "llc_bytes": None,
         "skipped": skipped, "reason": reason, "failure": failure,
     }
@@ -555,6 +567,13 @@ def _seconds(value: Optional[float]) -> str:
     return "-"
 
 
+def _peak(record: dict[str, Any]) -> str:
+    if record.get("peak_bytes") is None:
+        return "-"
+    # A resident-set figure misses memory the allocator already held: a lower bound.
+    return ("≥ " if record.get("peak_method") == "rss" else "") + human_bytes(record["peak_bytes"])
+
+
 def relative_to_baseline(records: Sequence[dict[str, Any]], baseline: str = BASELINE) -> dict[int, Optional[float]]:
     """For each record (by index): baseline median / its median at the same device, dtype, size, mode.
 
@@ -587,7 +606,7 @@ def table(records: Sequence[dict[str, Any]], tablefmt: str = "simple") -> str:
             _seconds(r.get("median_s")), _seconds(r.get("iqr_s")),
             f"{r['gbps']:.2f}" if r.get("gbps") else "-",
             f"{100 * fraction:.0f}%" if fraction else "-",
-            human_bytes(r.get("peak_bytes")) if r.get("peak_bytes") is not None else "-",
+            _peak(r),
             f"{rel:.2f}x" if rel else "-",
             note,
         ])
@@ -622,7 +641,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     selection = suite.select(args, registry_)
     suite.report_skipped(selection)
     if not selection.targets:
-        raise UsageError("nothing to time: no selected backend can run on the selected devices and dtypes here")
+        # Unavailable backends are skipped, never an error (DESIGN.md); say so and stop.
+        print("nothing to time: no selected backend can run here with the selected devices and dtypes", file=sys.stderr)
+        return 0
     max_bytes = args.max_bytes if args.max_bytes is not None else default_max_bytes()
     results = suite.open_results(args)
     executor = suite.executor_for(args)
