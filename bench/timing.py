@@ -84,6 +84,7 @@ class Budget:
     max_s: float = 2.0
 
 
+MAX_INNER = 10**7  # calls per sample; a no-op needs ~3e5 for a 10 ms sample
 DEFAULT_BUDGET = Budget()
 # --quick: proves the run works; not for judging speed.
 QUICK_BUDGET = Budget(warmup_s=0.05, warmup_calls=2, min_sample_s=0.002, repeats=7, min_repeats=3, max_s=0.3)
@@ -166,16 +167,19 @@ def time_calls(
     while len(singles) < budget.warmup_calls or time.perf_counter() < deadline:
         singles.append(_sample(fn, rotation.take(1), wait, ordered))
     per_call = max(float(np.median(singles)), 1e-9)
-    inner = max(1, math.ceil(budget.min_sample_s / per_call))
+    inner = min(MAX_INNER, max(1, math.ceil(budget.min_sample_s / per_call)))
     # Calibrate on a real sample: single calls include one wait each and can
     # misjudge fast calls; grow ``inner`` until a sample lasts long enough.
-    for _ in range(5):
-        elapsed = _sample(fn, rotation.take(inner), wait, ordered)
-        if elapsed >= budget.min_sample_s or inner >= 2**30:
-            break
-        inner = max(inner + 1, math.ceil(inner * 1.2 * budget.min_sample_s / max(elapsed, 1e-9)))
+    # A sample that does is a valid sample, kept (slow calls pay for it once).
     samples: list[float] = []
     started = time.perf_counter()
+    for _ in range(5):
+        elapsed = _sample(fn, rotation.take(inner), wait, ordered)
+        if elapsed >= budget.min_sample_s:
+            samples.append(elapsed / inner)
+            break
+        # Capped: each sample's input list is built up front, 8 bytes a call.
+        inner = min(MAX_INNER, max(inner + 1, math.ceil(inner * 1.2 * budget.min_sample_s / max(elapsed, 1e-9))))
     while len(samples) < budget.repeats:
         samples.append(_sample(fn, rotation.take(inner), wait, ordered) / inner)
         if len(samples) >= budget.min_repeats and time.perf_counter() - started > budget.max_s:
