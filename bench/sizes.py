@@ -44,10 +44,12 @@ class Size:
 
     @property
     def elements(self) -> int:
+        """rows x vocab."""
         return self.rows * self.vocab
 
     @property
     def label(self) -> str:
+        """``ROWSxVOCAB``, the form ``--sizes`` takes and the tables show."""
         return f"{self.rows}x{self.vocab}"
 
     @property

@@ -44,8 +44,9 @@ from . import adapters, registry
 from .backend import Backend
 from .cli import UsageError
 from .execute import check_output
-from .isolation import BackendFailure
+from . import suite
 from .sizes import Size, human_bytes, working_set
+from .suite import Selection, Unit
 
 MODES = ("warm", "cold")
 OP = "softmax"
@@ -134,6 +135,7 @@ class _Rotation:
         self.position = 0
 
     def take(self, n: int) -> list[Any]:
+        """The next ``n`` inputs of the cycle (built before a sample, never inside it)."""
         count = len(self.inputs)
         if count == 1:
             return self.inputs * n
@@ -355,9 +357,11 @@ class Case:
 
     @property
     def fn(self) -> Callable:
+        """The backend's softmax, ``fn(x, axis=-1)``: what is timed."""
         return self.backend.softmax
 
     def wait(self, result: Any) -> Any:
+        """Block until ``result`` (an output or a list of them) is computed on the device."""
         return self.adapter.wait(result, self.device)
 
     def call(self, x: Any = None) -> Any:
@@ -369,6 +373,7 @@ class Case:
         check_output(self.adapter, out, (self.size.rows, self.size.vocab), self.dtype, self.device)
 
     def to_numpy(self, y: Any) -> np.ndarray:
+        """An output (or input) of this case as a NumPy array on the host."""
         return self.adapter.to_numpy(y)
 
 
@@ -487,12 +492,12 @@ def empty_record(identity: dict[str, Any], library: str, reason: Optional[str] =
 
 
 def timing_units(
-    selection: Any,
+    selection: Selection,
     sizes: Sequence[Size],
     modes: Sequence[str],
     budget: Budget,
     max_bytes: Optional[int],
-) -> list:
+) -> list[Unit]:
     """One ``suite.Unit`` per (size, mode, target), interleaving the backends.
 
     Backends at one size and mode run next to each other, so the ratios the
@@ -500,8 +505,6 @@ def timing_units(
     The copy for each (library, device, dtype, size, mode) is measured once,
     by the first backend of that library to get there, and reused.
     """
-    from .suite import Unit
-
     copies: dict[tuple, dict[str, Any]] = {}
     llcs = {device: llc_bytes(device) for device in {t.device for t in selection.targets}}
     plugin_files = tuple(selection.plugin_files)
@@ -535,9 +538,7 @@ def timing_units(
     return units
 
 
-def _skip_unit(identity: dict[str, Any], library: str, reason: str, label: str):
-    from .suite import Unit
-
+def _skip_unit(identity: dict[str, Any], library: str, reason: str, label: str) -> Unit:
     record = empty_record(identity, library, reason=reason, skipped=True)
     return Unit(identity=identity, run=lambda executor: [record], on_failure=lambda failure: [record], label=label)
 
@@ -632,7 +633,6 @@ def _correctness_summary(selection: Any, executor: Any, results: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``softmax-bench run``: correctness summary, timings, comparison table, results file."""
-    from . import suite
     from .sizes import PRESETS, default_max_bytes, parse
 
     sizes = parse(args.sizes) if args.sizes is not None else PRESETS["quick" if args.quick else "default"]
