@@ -38,6 +38,9 @@ class Adapter:
     """Base: the NumPy adapter. Other libraries override what differs."""
 
     library = "numpy"
+    # Whether finishing the last of several calls means every earlier one has
+    # finished too (one in-order stream). The timer then waits once per sample.
+    ordered = True
 
     def unavailable(self, device: str) -> Optional[str]:
         """``None`` when arrays of this library can live on ``device``, else why not."""
@@ -74,14 +77,38 @@ class Adapter:
     def sync(self, device: str) -> None:
         """Block until all work queued on ``device`` has finished."""
 
-    def copier(self, x: Any) -> Callable[[], Any]:
-        """A zero-argument callable that copies ``x`` into a preallocated buffer.
+    def wait(self, result: Any, device: str) -> Any:
+        """Block until ``result`` (an array or a list of them) is computed.
+
+        The timer calls this before reading the clock: NumPy is done when it
+        returns, torch and CuPy synchronise the device, JAX blocks on the arrays.
+        """
+        self.sync(device)
+        return result
+
+    def replicate(self, x: Any, n: int) -> list:
+        """``n`` arrays equal to ``x`` in distinct memory (the cold-cache rotation).
+
+        One contiguous block holds them all, so making thousands of small ones
+        costs one copy rather than thousands of allocations.
+        """
+        block = np.empty((n,) + tuple(x.shape), dtype=x.dtype)
+        block[...] = x
+        return list(block)
+
+    def copy_op(self, like: Any) -> Callable[[Any], Any]:
+        """``f(x)`` copying any array shaped like ``like`` into one preallocated buffer.
 
         It moves the same bytes a one-pass softmax must move (read x, write an
         array of the same size), so its bandwidth is the practical ceiling.
         """
-        out = np.empty_like(x)
-        return lambda: np.copyto(out, x)
+        out = np.empty_like(like)
+        return lambda x: np.copyto(out, x)
+
+    def copier(self, x: Any) -> Callable[[], Any]:
+        """A zero-argument callable that copies ``x`` into a preallocated buffer (see ``copy_op``)."""
+        op = self.copy_op(x)
+        return lambda: op(x)
 
     def vjp(self, fn: Callable, x: Any, dy: Any, axis: int) -> Any:
         """dx = J(fn)(x)^T dy by autodiff; raises NotImplementedError where none exists."""
@@ -144,9 +171,13 @@ class TorchAdapter(Adapter):
         if device == "cuda":
             self.torch.cuda.synchronize()
 
-    def copier(self, x: Any) -> Callable[[], Any]:
-        out = self.torch.empty_like(x)
-        return lambda: out.copy_(x)
+    def replicate(self, x: Any, n: int) -> list:
+        block = x.unsqueeze(0).expand(n, *x.shape).contiguous()
+        return list(block.unbind(0))
+
+    def copy_op(self, like: Any) -> Callable[[Any], Any]:
+        out = self.torch.empty_like(like)
+        return lambda x: out.copy_(x)
 
     def vjp(self, fn: Callable, x: Any, dy: Any, axis: int) -> Any:
         x = x.detach().requires_grad_(True)
@@ -159,16 +190,23 @@ class TorchAdapter(Adapter):
 
     def reset_peak_memory(self, device: str) -> None:
         if device == "cuda":
+            self.torch.cuda.synchronize()
             self.torch.cuda.reset_peak_memory_stats()
+            self._base = self.torch.cuda.memory_allocated()
 
     def peak_memory(self, device: str) -> Optional[int]:
+        # Beyond what was allocated at the reset (the inputs), like CuPy's figure.
         if device == "cuda":
-            return int(self.torch.cuda.max_memory_allocated())
+            self.torch.cuda.synchronize()
+            return int(self.torch.cuda.max_memory_allocated() - getattr(self, "_base", 0))
         return None
 
 
 class JaxAdapter(Adapter):
     library = "jax"
+    # JAX promises no order between separate computations (the CPU client may
+    # run them concurrently), so the timer blocks on every output of a sample.
+    ordered = False
 
     @property
     def jax(self):
@@ -209,12 +247,21 @@ class JaxAdapter(Adapter):
     def block(self, y: Any) -> Any:
         return self.jax.block_until_ready(y)
 
-    def copier(self, x: Any) -> Callable[[], Any]:
+    def wait(self, result: Any, device: str) -> Any:
+        return self.jax.block_until_ready(result)
+
+    def replicate(self, x: Any, n: int) -> list:
+        # Slices of one JAX array would be views materialised lazily; an explicit
+        # copy per replica gives each its own buffer.
+        jnp = self.jax.numpy
+        return self.jax.block_until_ready([jnp.array(x, copy=True) for _ in range(n)])
+
+    def copy_op(self, like: Any) -> Callable[[Any], Any]:
         # A jitted identity is elided by XLA; negation is the cheapest op that
         # must read x and write a new array of the same size.
         negate = self.jax.jit(lambda a: -a)
-        negate(x).block_until_ready()
-        return lambda: negate(x)
+        negate(like).block_until_ready()
+        return negate
 
     def vjp(self, fn: Callable, x: Any, dy: Any, axis: int) -> Any:
         _, pullback = self.jax.vjp(lambda a: fn(a, axis=axis), x)
@@ -266,9 +313,14 @@ class CupyAdapter(Adapter):
     def sync(self, device: str) -> None:
         self.cupy.cuda.get_current_stream().synchronize()
 
-    def copier(self, x: Any) -> Callable[[], Any]:
-        out = self.cupy.empty_like(x)
-        return lambda: self.cupy.copyto(out, x)
+    def replicate(self, x: Any, n: int) -> list:
+        block = self.cupy.empty((n,) + tuple(x.shape), dtype=x.dtype)
+        block[...] = x
+        return list(block)
+
+    def copy_op(self, like: Any) -> Callable[[Any], Any]:
+        out = self.cupy.empty_like(like)
+        return lambda x: self.cupy.copyto(out, x)
 
     def randn(self, shape: tuple, dtype: str, device: str, seed: int) -> Any:
         rng = self.cupy.random.default_rng(seed)

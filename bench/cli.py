@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="correctness summary plus timing; prints the comparison table")
     _add_selection(p)
-    p.add_argument("--sizes", metavar="SPEC", help="comma-separated ROWSxVOCAB or preset names (see --help-sizes)")
+    p.add_argument("--sizes", metavar="SPEC", help="comma-separated ROWSxVOCAB (8x128256), ROWSxMODEL (8xllama3) or presets (quick, default, full, small, llama2, gpt2, llama3, qwen2, gemma)")
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats: proves the run works, not for judging speed")
     p.add_argument("--mode", choices=("warm", "cold", "both"), default="both", help="cache state to time (default: both)")
     p.add_argument("--max-bytes", type=_byte_size, default=None, metavar="SIZE", help="skip sizes whose working set exceeds this (default: half of free memory)")

@@ -1,0 +1,184 @@
+"""Problem sizes for timing: ROWS x VOCAB, presets named after real vocabularies.
+
+A size is a (rows, vocab) pair: softmax over ``vocab`` entries, ``rows``
+times (the batch times the sequence positions being decoded). ``--sizes``
+takes a comma-separated list whose items are
+
+- ``ROWSxVOCAB``: ``8x128256``;
+- ``ROWSxNAME``: ``8xllama3``, a vocabulary by model name;
+- a preset: ``quick``, ``default``, ``full``, ``small``, or a vocabulary name
+  alone (``llama3``: that vocabulary at 1, 8, 64 and 512 rows).
+
+``working_set`` estimates the memory a timing unit needs, so that a size too
+large for ``--max-bytes`` is skipped with its reason instead of crashing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from .cli import UsageError
+from .dtypes import info
+
+# Vocabulary sizes of real tokenizers: the softmax a language model's sampler runs.
+VOCABULARIES = {
+    "llama2": 32000,
+    "gpt2": 50257,
+    "llama3": 128256,
+    "qwen2": 151936,
+    "gemma": 256000,
+}
+SMALL_VOCAB = 1024  # far below any tokenizer: per-call overhead dominates
+ROWS = (1, 8, 64, 512, 4096)
+
+
+@dataclass(frozen=True, order=True)
+class Size:
+    """One problem size: ``rows`` independent softmaxes over ``vocab`` entries."""
+
+    rows: int
+    vocab: int
+
+    @property
+    def elements(self) -> int:
+        """rows x vocab."""
+        return self.rows * self.vocab
+
+    @property
+    def label(self) -> str:
+        """``ROWSxVOCAB``, the form ``--sizes`` takes and the tables show."""
+        return f"{self.rows}x{self.vocab}"
+
+    @property
+    def name(self) -> str:
+        """The label with the vocabulary's model name, where it has one."""
+        for model, vocab in VOCABULARIES.items():
+            if vocab == self.vocab:
+                return f"{self.label} ({model})"
+        return self.label
+
+    def nbytes(self, dtype: str) -> int:
+        """Bytes of one input array of this size in ``dtype``."""
+        return self.elements * info(dtype).itemsize
+
+
+def _grid(rows, vocabs) -> list[Size]:
+    return [Size(r, v) for v in vocabs for r in rows]
+
+
+PRESETS: dict[str, list[Size]] = {
+    # --quick: one small vocabulary and two real ones, a few MiB each; proves
+    # every backend runs in both cache modes, not for judging speed.
+    "quick": [Size(8, 32000), Size(4, 128256), Size(1, 256000)],
+    # The default run: the small and the real vocabularies at decode-like row
+    # counts (1 and 8) and one batch-like one (64). Each input is at most 64 MiB
+    # in float32, so the whole CPU run stays within minutes.
+    "default": [Size(1, SMALL_VOCAB), Size(64, SMALL_VOCAB)]
+    + _grid((1, 8, 64), (32000, 128256))
+    + _grid((1, 8), (50257, 151936, 256000))
+    + [Size(64, 256000)],
+    # Everything, up to 4096 x 256000 (4 GiB in float32); sizes that do not fit
+    # --max-bytes are skipped with the reason.
+    "full": _grid(ROWS, (SMALL_VOCAB,) + tuple(VOCABULARIES.values())),
+    "small": _grid((1, 64, 4096), (SMALL_VOCAB,)),
+}
+for _model, _vocab in VOCABULARIES.items():
+    PRESETS[_model] = _grid((1, 8, 64, 512), (_vocab,))
+
+_ITEM = re.compile(r"^(\d+)x([a-z0-9]+)$")
+
+
+def valid_forms() -> str:
+    """The accepted forms, for error messages."""
+    return (
+        "valid forms: ROWSxVOCAB (e.g. 8x128256), ROWSxMODEL (e.g. 8xllama3; models: "
+        f"{', '.join(VOCABULARIES)}), or a preset ({', '.join(PRESETS)}), comma-separated"
+    )
+
+
+def parse(spec: str) -> list[Size]:
+    """The sizes named by a ``--sizes`` spec, in order, duplicates dropped.
+
+    Raises ``UsageError`` (one line naming the bad item and the valid forms)
+    on anything malformed.
+    """
+    if spec is None or not spec.strip():
+        raise UsageError(f"--sizes is empty; {valid_forms()}")
+    sizes: list[Size] = []
+    for raw in spec.split(","):
+        item = raw.strip().lower()
+        if not item:
+            raise UsageError(f"--sizes {spec!r} has an empty item; {valid_forms()}")
+        if item in PRESETS:
+            sizes.extend(PRESETS[item])
+            continue
+        match = _ITEM.match(item)
+        if not match:
+            raise UsageError(f"--sizes item {raw.strip()!r} is not ROWSxVOCAB or a preset; {valid_forms()}")
+        rows_text, vocab_text = match.groups()
+        rows = int(rows_text)
+        if vocab_text.isdigit():
+            vocab = int(vocab_text)
+        elif vocab_text in VOCABULARIES:
+            vocab = VOCABULARIES[vocab_text]
+        else:
+            raise UsageError(f"--sizes item {raw.strip()!r}: unknown vocabulary {vocab_text!r}; {valid_forms()}")
+        if rows < 1 or vocab < 1:
+            raise UsageError(f"--sizes item {raw.strip()!r}: rows and vocab must be at least 1")
+        sizes.append(Size(rows, vocab))
+    return list(dict.fromkeys(sizes))
+
+
+# Arrays a backend may hold at once besides its input, in its working
+# precision (at least float32): the NumPy three-pass forms keep x - max,
+# exp(...) and the output; one more for slack (an upcast copy of a half input).
+TEMPORARIES = 4
+
+
+def working_set(size: Size, dtype: str, buffers: int) -> int:
+    """Estimated peak bytes of one timing unit: inputs, copy target, output, temporaries.
+
+    ``buffers`` input arrays (the cold-cache rotation, or 1), the copy
+    measurement's output buffer, and ``TEMPORARIES`` arrays in the working
+    precision.
+    """
+    itemsize = info(dtype).itemsize
+    working = max(itemsize, 4)
+    return size.elements * (itemsize * (buffers + 1) + working * TEMPORARIES)
+
+
+def available_memory() -> Optional[int]:
+    """MemAvailable from /proc/meminfo, in bytes (``None`` where there is none)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+# Share of available memory a run may plan to use by default: the rest is
+# left to the other processes on the machine and to the libraries' own pools.
+DEFAULT_MEMORY_FRACTION = 0.5
+
+
+def default_max_bytes() -> int:
+    """Half of the memory available now (4 GiB where that cannot be read)."""
+    available = available_memory()
+    return int(DEFAULT_MEMORY_FRACTION * available) if available else 4 * 2**30
+
+
+def human_bytes(n: Optional[float]) -> str:
+    """``1.5 GiB``-style text for a byte count."""
+    if n is None or (isinstance(n, float) and not math.isfinite(n)):
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

@@ -1,0 +1,103 @@
+"""asv end to end: ``asv continuous`` must catch a backend made 10x slower.
+
+A temporary git repository is made from this working tree (tracked files and
+untracked ones git does not ignore), with two commits: the tree as it is,
+then ``max-shift`` repeating its work ten times. ``asv continuous`` builds
+both commits in one virtualenv (a test-specific asv.conf.json with the
+smallest dependency set: no torch, no jax) and must exit 1 naming the slowed
+benchmark. The environment needs numpy and friends from the package index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+SLOWDOWN = '''
+
+# --- planted by tests/test_asv.py: the same softmax, ten times the work ---
+import dataclasses as _dataclasses
+
+_fast_softmax = softmax
+
+
+def softmax(x, axis=-1):
+    for _ in range(9):
+        _fast_softmax(x, axis)
+    return _fast_softmax(x, axis)
+
+
+backend = _dataclasses.replace(backend, softmax=softmax)
+'''
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True, env=env).stdout
+
+
+def working_tree_files() -> list[str]:
+    """Tracked files and untracked files git does not ignore, as paths relative to the root."""
+    listed = _git(ROOT, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+    return [p for p in listed.split("\0") if p and (ROOT / p).is_file()]
+
+
+def make_repo(tmp: Path) -> Path:
+    repo = tmp / "repo"
+    for rel in working_tree_files():
+        target = repo / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, target)
+    config = {
+        "version": 1, "project": "softmax-bench", "repo": ".", "branches": ["main"],
+        "environment_type": "virtualenv", "benchmark_dir": "suites", "launch_method": "spawn",
+        "env_dir": str(tmp / "env"), "results_dir": str(tmp / "results"), "html_dir": str(tmp / "html"),
+        "pythons": [f"{sys.version_info.major}.{sys.version_info.minor}"],
+        "build_command": ["python -m pip wheel --no-deps --no-build-isolation -w {build_cache_dir} {build_dir}"],
+        "install_command": ["in-dir={env_dir} python -m pip install --no-deps --force-reinstall {wheel_file}"],
+        "uninstall_command": ["return-code=any python -m pip uninstall -y {project}"],
+        # What importing softmax_bench needs, and what building its wheel needs.
+        "matrix": {"req": {"numpy": [""], "ml_dtypes": [""], "setuptools": [""], "wheel": [""]}},
+    }
+    (repo / "asv.conf.json").write_text(json.dumps(config, indent=1))
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "base")
+    with open(repo / "backends" / "max_shift.py", "a") as handle:
+        handle.write(SLOWDOWN)
+    _git(repo, "commit", "-q", "-am", "max-shift: ten times the work")
+    return repo
+
+
+@pytest.mark.slow
+def test_asv_continuous_flags_a_backend_made_ten_times_slower(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = make_repo(tmp_path)
+    env = {**os.environ, "HOME": str(tmp_path), "SOFTMAX_BENCH_FULL": "0"}
+    env.pop("PYTHONPATH", None)
+    asv = [sys.executable, "-m", "asv"]
+    subprocess.run([*asv, "machine", "--yes", "--machine", "e2e"], cwd=repo, env=env, check=True, capture_output=True, timeout=60)
+    started = time.monotonic()
+    # One benchmark, one size: the point is the machinery, not the survey.
+    proc = subprocess.run(
+        [*asv, "continuous", "--machine", "e2e", "--show-stderr", "--factor", "3",
+         "--bench", r"time_softmax\('max-shift', 'cpu', 'float32', '8x32000'\)", "HEAD~1", "HEAD"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=280,
+    )
+    output = proc.stdout + proc.stderr
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 1, f"asv continuous exited {proc.returncode} after {elapsed:.0f} s:\n{output[-4000:]}"
+    assert "PERFORMANCE DECREASED" in output, output[-4000:]
+    # The comparison table: "| + | before | after | ratio | benchmark |" for each slower one.
+    slower = [line for line in output.splitlines() if line.split("|")[1:2] and line.split("|")[1].strip() == "+"]
+    assert len(slower) == 1 and "time_softmax('max-shift'" in slower[0], output[-4000:]

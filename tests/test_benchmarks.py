@@ -1,0 +1,52 @@
+"""pytest-benchmark over the registry: every available backend x dtype x a few sizes.
+
+``pytest --benchmark-only`` times them; the default ``--benchmark-disable``
+(pyproject addopts) calls each once, a smoke run. The inputs, the call and its
+completion (device sync, JAX block) are the timing engine's own
+(``timing.prepare``), so these numbers measure what ``softmax-bench run`` and
+asv measure. Every benchmark also checks its result against a float64
+reference, so a fast wrong backend fails here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from softmax_bench import load_backends, timing
+from softmax_bench.dtypes import info
+from softmax_bench.sizes import Size
+
+REGISTRY = load_backends()
+SIZES = [Size(1, 1024), Size(8, 32000), Size(1, 128256)]
+# Relative tolerance in units of the dtype's roundoff: generous for half
+# precision, where JAX rounds x - max in the input dtype (up to ~16 ULP in
+# bfloat16), tight enough everywhere to catch a wrong normalisation.
+ULPS = {"float64": 1e4, "float32": 200, "float16": 32, "bfloat16": 32}
+
+
+def reference(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _params():
+    for name in REGISTRY.names():
+        backend = REGISTRY.get(name)
+        for device in backend.devices:
+            reason = REGISTRY.unavailable(name, device)
+            for dtype in backend.dtypes:
+                for size in SIZES:
+                    marks = [pytest.mark.skip(reason=f"{name} on {device}: {reason}")] if reason else []
+                    yield pytest.param(name, device, dtype, size, id=f"{name}-{device}-{dtype}-{size.label}", marks=marks)
+
+
+@pytest.mark.parametrize("name, device, dtype, size", list(_params()))
+def test_softmax(benchmark, name, device, dtype, size):
+    case = timing.prepare(name, device, dtype, size)
+    case.check(case.call())  # the first call (JIT, compile) stays out of the timing
+    benchmark.group = f"{device} {dtype} {size.label}"
+    y = benchmark(case.call)
+    x = case.to_numpy(case.inputs[0]).astype(np.float64)
+    fi = info(dtype)
+    np.testing.assert_allclose(case.to_numpy(y).astype(np.float64), reference(x), rtol=ULPS[dtype] * fi.u, atol=fi.tiny)

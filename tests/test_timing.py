@@ -1,0 +1,238 @@
+"""The timing engine: planted backends with known costs, buffers, records, failures.
+
+Every timing here uses tiny sizes and a short budget; the only timing figures
+asserted are the large-margin ones (a 20 ms sleep is at least 20 ms; a no-op
+costs far less than 50 µs), so the shared, noisy machine cannot flake them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, plugin
+from softmax_bench import timing
+from softmax_bench.cli import UsageError
+from softmax_bench.results import load as load_results
+from softmax_bench.sizes import PRESETS, VOCABULARIES, Size, parse, working_set
+
+TINY = timing.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.001, repeats=5, min_repeats=3, max_s=0.05)
+SLEEP = plugin("timing_sleep")
+NOOP = plugin("timing_noop")
+FAULTY = plugin("timing_faulty")
+
+
+@pytest.fixture
+def short_runs(monkeypatch):
+    """--quick with the tiny budget and a 64 KiB "cache", so cold mode needs few buffers."""
+    monkeypatch.setattr(timing, "QUICK_BUDGET", TINY)
+    monkeypatch.setenv(timing.LLC_ENV, str(64 * 1024))
+
+
+def readme_timing_fields() -> list[str]:
+    """The field names of the README's "timing record field" table."""
+    text = (ROOT / "README.md").read_text()
+    table = text.split("| timing record field |", 1)[1].split("\n\n", 1)[0]
+    fields = []
+    for line in table.splitlines()[2:]:
+        first_cell = line.split("|")[1]
+        fields += re.findall(r"`([a-z_]+)`", first_cell)
+    return fields
+
+
+# ------------------------------------------------------------ the timer itself
+
+def test_a_20ms_sleep_is_reported_as_at_least_20ms():
+    result = timing.measure("sleep-20ms", "cpu", "float32", 1, 64, "warm", TINY, with_copy=False, plugin_files=(SLEEP,))
+    assert result["timing"]["median_s"] >= 0.020
+    assert result["timing"]["inner"] == 1  # one call already outlasts the minimum sample
+
+
+def test_a_noop_backend_costs_the_engine_little_per_call():
+    # The README quotes the measured overhead (tens of ns); this only guards
+    # against the loop growing something expensive, with a wide margin.
+    result = timing.measure("noop", "cpu", "float32", 1, 16, "warm", TINY, with_copy=False, plugin_files=(NOOP,))
+    assert 0 < result["timing"]["median_s"] < 50e-6
+    assert result["timing"]["inner"] > 10  # calibration packed many calls into each sample
+
+
+def test_time_calls_takes_the_requested_repeats_and_median_of_samples():
+    calls = []
+    budget = timing.Budget(warmup_s=0.0, warmup_calls=2, min_sample_s=0.0005, repeats=6, min_repeats=6, max_s=10)
+    result = timing.time_calls(lambda x, axis=-1: calls.append(x), [1], lambda y: y, budget)
+    assert result.repeats == len(result.samples_s) == 6
+    assert result.median_s == pytest.approx(float(np.median(result.samples_s)))
+    q1, q3 = np.percentile(result.samples_s, [25, 75])
+    assert result.iqr_s == pytest.approx(q3 - q1)
+    assert len(calls) >= 1 + 2 + 6 * result.inner  # first, warm-up, samples
+
+
+def test_unordered_libraries_wait_on_every_output_of_a_sample():
+    waited = []
+    budget = timing.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.0, repeats=3, min_repeats=3)
+    timing.time_calls(lambda x, axis=-1: x, [7], waited.append, budget, ordered=False)
+    assert all(isinstance(w, list) and w and set(w) == {7} for w in waited)
+
+
+# --------------------------------------------------------------- cold and warm
+
+def test_buffer_counts_exceed_the_cache_in_cold_mode_only():
+    llc = 1 << 20
+    assert timing.buffer_count(4096, "warm", llc) == 1
+    cold = timing.buffer_count(4096, "cold", llc)
+    assert cold * 4096 >= timing.COLD_FACTOR * llc and (cold - 1) * 4096 < timing.COLD_FACTOR * llc
+    assert timing.buffer_count(llc + 1, "cold", llc) == 1  # one input already outgrows the cache
+
+
+def test_cold_mode_rotates_through_distinct_buffers_and_warm_reuses_one():
+    size, llc = Size(1, 1024), 64 * 1024
+    for mode in timing.MODES:
+        n = timing.buffer_count(size.nbytes("float32"), mode, llc)
+        case = timing.prepare("max-shift", "cpu", "float32", size, buffers=n)
+        seen = set()
+        timing.time_calls(lambda x, axis=-1: seen.add(x.ctypes.data), case.inputs, case.wait, TINY)
+        expected = 1 if mode == "warm" else timing.COLD_FACTOR * llc // size.nbytes("float32")
+        assert len(case.inputs) == n == expected
+        assert len(seen) == expected  # every buffer was used, each at its own address
+
+
+def test_cpu_cache_size_is_read_from_sysfs_with_a_default(tmp_path, monkeypatch):
+    for index, (level, kind, size) in enumerate([(1, "Data", "48K"), (1, "Instruction", "64K"), (2, "Unified", "2048K"), (3, "Unified", "30M")]):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        (folder / "level").write_text(f"{level}\n")
+        (folder / "type").write_text(f"{kind}\n")
+        (folder / "size").write_text(f"{size}\n")
+    assert timing.cpu_llc_bytes(str(tmp_path)) == 30 * 2**20
+    assert timing.cpu_llc_bytes(str(tmp_path / "missing")) is None
+    monkeypatch.setattr(timing, "cpu_llc_bytes", lambda: None)
+    monkeypatch.delenv(timing.LLC_ENV, raising=False)
+    assert timing.llc_bytes("cpu") == timing.DEFAULT_LLC_BYTES
+
+
+# ------------------------------------------------------------------- sizes
+
+def test_sizes_accept_numbers_model_names_and_presets():
+    assert parse("8x128256,1x256000") == [Size(8, 128256), Size(1, 256000)]
+    assert parse(" 8xllama3 , 1xGEMMA ") == [Size(8, 128256), Size(1, 256000)]
+    assert parse("quick") == PRESETS["quick"]
+    assert parse("qwen2") == [Size(r, 151936) for r in (1, 8, 64, 512)]
+    assert parse("1x1024,1x1024") == [Size(1, 1024)]
+    assert {s.vocab for s in PRESETS["full"]} == {1024, *VOCABULARIES.values()}
+    assert {s.rows for s in PRESETS["full"]} == {1, 8, 64, 512, 4096}
+
+
+@pytest.mark.parametrize("spec", ["8y100", "8x", "x100", "0x1024", "8x0", "-1x5", "8x128256,,1x5", "8xllama9", "huge", ""])
+def test_malformed_sizes_are_one_line_usage_errors(spec, cli):
+    with pytest.raises(UsageError, match="valid forms|at least 1"):
+        parse(spec)
+    status, out, err = cli("run", "--sizes", spec, "--no-isolate")
+    assert status == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unknown_backend_is_a_usage_error(cli):
+    status, _, err = cli("run", "--backend", "nope", "--sizes", "1x8")
+    assert status == 2 and "unknown backend 'nope'; valid:" in err
+
+
+def test_a_size_over_the_memory_budget_is_skipped_with_its_reason(cli, tmp_path, short_runs):
+    out = tmp_path / "r.json"
+    status, text, _ = cli("run", "--backend", "max-shift", "--sizes", "1x512,64x32000", "--mode", "warm",
+                          "--max-bytes", "1M", "--quick", "--no-isolate", "--out", out)
+    assert status == 0
+    records = {r["rows"]: r for r in load_results(out)["records"]}
+    assert records[1]["median_s"] > 0 and records[1]["skipped"] is False
+    big = records[64]
+    assert big["median_s"] is None and big["skipped"] is True and big["failure"] is None
+    assert "exceeds --max-bytes 1.0 MiB" in big["reason"] and "exceeds --max-bytes" in text
+    assert working_set(Size(64, 32000), "float32", 1) > 2**20
+
+
+# ------------------------------------------------------- the run and its records
+
+def test_run_writes_records_with_every_readme_field_and_the_copy_ceiling(cli, tmp_path, short_runs, monkeypatch):
+    copies = []
+    real = timing.measure
+
+    def counting(*args, **kwargs):
+        result = real(*args, **kwargs)
+        copies.append(result["copy"] is not None)
+        return result
+
+    monkeypatch.setattr(timing, "measure", counting)
+    out = tmp_path / "r.json"
+    status, text, _ = cli("run", "--backend", "max-shift", "--backend", "naive", "--sizes", "1x1024,2x512",
+                          "--quick", "--no-isolate", "--out", out)
+    assert status == 0
+    records = load_results(out)["records"]
+    assert len(records) == 2 * 2 * 2  # backends x sizes x modes
+    # One copy per (library, device, dtype, size, mode), shared by both NumPy backends.
+    assert sum(copies) == 4 and len(copies) == 8
+    fields = readme_timing_fields()
+    assert {"op", "mode", "median_s", "iqr_s", "copy_gbps", "copy_fraction", "peak_bytes", "first_call_s"} <= set(fields)
+    for r in records:
+        missing = [f for f in fields + ["library", "kind", "backend", "device", "dtype", "rows", "vocab"] if f not in r]
+        assert not missing, missing
+        assert r["kind"] == "timing" and r["library"] == "numpy" and r["op"] == "softmax"
+        assert r["median_s"] > 0 and r["iqr_s"] >= 0 and r["repeats"] >= TINY.min_repeats and r["inner"] >= 1
+        assert r["gbps"] == pytest.approx(2 * r["rows"] * r["vocab"] * 4 / r["median_s"] / 1e9)
+        assert r["copy_gbps"] > 0 and r["copy_fraction"] == pytest.approx(r["gbps"] / r["copy_gbps"])
+        assert r["peak_bytes"] >= r["rows"] * r["vocab"] * 4  # at least the output
+        assert r["first_call_s"] > 0
+        assert r["buffers"] == (1 if r["mode"] == "warm" else timing.buffer_count(r["rows"] * r["vocab"] * 4, "cold", 64 * 1024))
+    assert "vs max-shift" in text and "1.00x" in text and "% copy" in text
+
+
+def test_speed_relative_to_max_shift_matches_on_device_dtype_size_and_mode():
+    base = {"device": "cpu", "dtype": "float32", "rows": 1, "vocab": 8, "mode": "warm"}
+    records = [
+        {**base, "backend": "max-shift", "median_s": 2.0},
+        {**base, "backend": "fast", "median_s": 1.0},
+        {**base, "backend": "cold-one", "median_s": 1.0, "mode": "cold"},  # no cold baseline
+        {**base, "backend": "failed", "median_s": None},
+    ]
+    assert timing.relative_to_baseline(records) == {0: 1.0, 1: 2.0, 2: None, 3: None}
+    text = timing.table([{**r, "iqr_s": None, "gbps": None, "copy_fraction": None, "peak_bytes": None} for r in records])
+    assert "2.00x" in text.splitlines()[3]
+
+
+def test_failing_and_hanging_backends_become_recorded_failures_and_others_keep_their_timings(cli, tmp_path, short_runs):
+    out = tmp_path / "r.json"
+    status, text, err = cli(
+        "run", "--plugin", FAULTY, "--backend", "raises", "--backend", "hangs", "--backend", "crashes",
+        "--backend", "wrong-shape", "--backend", "max-shift", "--sizes", "1x256", "--mode", "warm",
+        "--quick", "--timeout", "5", "--out", out,
+    )
+    assert status == 0
+    by_name = {r["backend"]: r for r in load_results(out)["records"]}
+    assert by_name["max-shift"]["median_s"] > 0
+    expected = {"raises": ("raised", "planted failure"), "hangs": ("timeout", "timed out"),
+                "crashes": ("crashed", "SIGSEGV"), "wrong-shape": ("invalid", "shape")}
+    for name, (kind, words) in expected.items():
+        r = by_name[name]
+        assert r["median_s"] is None and r["failure"] == kind and words in r["reason"], r
+        assert name in text
+    assert "4 timing(s) failed" in err
+
+
+def test_peak_memory_is_measured_apart_for_numpy_and_torch():
+    size = Size(4, 4096)
+    case = timing.prepare("max-shift", "cpu", "float32", size)
+    numpy_peak = timing.peak_bytes(case.adapter, "cpu", case.call)
+    assert numpy_peak >= size.nbytes("float32")  # the output at least
+    pytest.importorskip("torch")
+    torch_case = timing.prepare("torch-fused", "cpu", "float32", Size(64, 32000))
+    torch_peak = timing.peak_bytes(torch_case.adapter, "cpu", torch_case.call)
+    assert torch_peak is None or torch_peak >= 0
+
+
+def test_run_table_and_file_survive_json_round_trip(tmp_path, short_runs, cli):
+    out = tmp_path / "r.json"
+    status, _, _ = cli("run", "--backend", "naive", "--sizes", "1x64", "--mode", "cold", "--quick", "--no-isolate", "--out", out)
+    assert status == 0
+    document = json.loads(out.read_text())
+    assert document["schema"] == 1 and document["records"][0]["mode"] == "cold"
