@@ -619,18 +619,6 @@ def table(records: Sequence[dict[str, Any]], tablefmt: str = "simple") -> str:
     return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
-def _correctness_summary(selection: Any, executor: Any, results: Any) -> None:
-    """The short correctness summary, from bench/checks.py where it exists."""
-    try:
-        from . import checks
-    except ImportError:
-        checks = None
-    if checks is not None and hasattr(checks, "summary_for_run"):
-        checks.summary_for_run(selection, executor, results)
-    else:
-        print("correctness summary: run `softmax-bench check`")
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """``softmax-bench run``: correctness summary, timings, comparison table, results file."""
     from .sizes import PRESETS, default_max_bytes, parse
@@ -653,7 +641,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor = suite.executor_for(args)
     try:
         if not args.no_check:
-            _correctness_summary(selection, executor, results)
+            from .checks import summary_for_run
+
+            summary_for_run(selection, executor, results)
         units = timing_units(selection, sizes, modes, budget, max_bytes or None)
         print(
             f"timing {len(selection.targets)} targets x {len(sizes)} sizes x {len(modes)} modes"
@@ -661,6 +651,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         suite.execute(units, results, executor, desc="timing")
+    except KeyboardInterrupt:
+        print(f"interrupted: {len(results.records)} records kept in {results.path}", file=sys.stderr)
+        return 130
     finally:
         executor.close()
     wanted = {(t.backend, t.device, t.dtype) for t in selection.targets}

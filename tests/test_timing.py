@@ -168,8 +168,13 @@ def test_run_writes_records_with_every_readme_field_and_the_copy_ceiling(cli, tm
     status, text, _ = cli("run", "--backend", "max-shift", "--backend", "naive", "--sizes", "1x1024,2x512",
                           "--quick", "--no-isolate", "--out", out)
     assert status == 0
-    records = load_results(out)["records"]
+    everything = load_results(out)["records"]
+    records = [r for r in everything if r["kind"] == "timing"]
     assert len(records) == 2 * 2 * 2  # backends x sizes x modes
+    # The short correctness summary ran first, softmax only, for both backends.
+    summary = [r for r in everything if r["kind"] == "check"]
+    assert {r["backend"] for r in summary} == {"max-shift", "naive"} and {r["op"] for r in summary} == {"softmax"}
+    assert "correctness naive cpu float32: 3/6 pass" in text
     # One copy per (library, device, dtype, size, mode), shared by both NumPy backends.
     assert sum(copies) == 4 and len(copies) == 8
     fields = readme_timing_fields()
