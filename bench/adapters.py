@@ -147,7 +147,7 @@ class TorchAdapter(Adapter):
 
     def from_numpy(self, x: np.ndarray, device: str, dtype: str, strided: bool = False) -> Any:
         torch = self.torch
-        t = torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float64)))
+        t = torch.from_numpy(np.array(x, dtype=np.float64))  # a writable copy: the cases are read-only
         t = t.to(device=device, dtype=self._dtype(dtype))
         if strided:
             wide = torch.zeros(t.shape[:-1] + (2 * t.shape[-1],), dtype=t.dtype, device=device)
