@@ -75,11 +75,17 @@ def _compiled(op: str, dtype: str) -> Callable:
 def _apply(op: str, x, axis: int):
     if x.numel() == 0:  # Inductor cannot trace reductions over an empty axis; the answer is empty
         return x.clone()
-    moved = x.movedim(axis, -1)
-    # A 2-D input goes in as it is: a reshaped view would add guards on its base
-    # (and a compilation of its own) to the case every timing uses.
+    import torch
+
+    last = axis % x.ndim == x.ndim - 1
+    # A 2-D input with the axis last goes in as it is (no view: views add guards
+    # on their base and a compilation of their own); anything else as rows.
+    moved = x if last else x.movedim(axis, -1)
     rows = moved if moved.ndim == 2 else moved.reshape(-1, moved.shape[-1])
-    return _compiled(op, str(x.dtype).removeprefix("torch."))(rows).reshape(moved.shape).movedim(-1, axis)
+    # Every row count, 1 included, shares one graph (no 0/1 specialisation).
+    torch._dynamo.decorators.mark_unbacked(rows, 0)
+    out = _compiled(op, str(x.dtype).removeprefix("torch."))(rows).reshape(moved.shape)
+    return out if last else out.movedim(-1, axis)
 
 
 def softmax(x, axis=-1):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -426,7 +427,8 @@ def summarise(records: Sequence[dict[str, Any]], out=sys.stdout) -> None:
     for r in mine:
         groups.setdefault((r["backend"], r["device"], r["dtype"]), []).append(r)
     rows = []
-    for (backend, device, dtype), rs in groups.items():
+    dtype_order = {d: i for i, d in enumerate(dt.DTYPES)}
+    for (backend, device, dtype), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], dtype_order.get(kv[0][2], 9))):
         judged = [r for r in rs if r.get("passed") is not None]
         worst = [r.get("max_ulp") for r in rs if r["op"] == "softmax" and not r.get("special") and r.get("passed")]
         rows.append([backend, device, dtype, sum(r["passed"] is True for r in judged), sum(r["passed"] is False for r in judged),
@@ -437,7 +439,7 @@ def summarise(records: Sequence[dict[str, Any]], out=sys.stdout) -> None:
     if matrix:
         print("\nOverflow behaviour (softmax; x = judged and failed):", file=out)
         print(tabulate(matrix[1:], headers=matrix[0], tablefmt="simple"), file=out)
-    failures = [r for r in mine if r.get("passed") is False]
+    failures = sorted((r for r in mine if r.get("passed") is False), key=lambda r: (r["backend"], r["device"], dtype_order.get(r["dtype"], 9)))
     if failures:
         print(f"\n{len(failures)} failure(s):", file=out)
         for r in failures:
@@ -477,8 +479,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     units = plan(selection.targets, chosen, selection.plugin_files)
     units += convention_units(chosen)  # what torch, jax and scipy do, beside every matrix
     try:
+        jobs = args.jobs or min(os.cpu_count() or 1, 4)
         with suite.executor_for(args) as executor:
-            suite.execute(units, results, executor, desc="check")
+            suite.execute(units, results, executor, desc="check", jobs=jobs)
     except KeyboardInterrupt:
         print(f"interrupted: {len(results.records)} records kept in {results.path}", file=sys.stderr)
         return 130
@@ -507,7 +510,7 @@ def summary_for_run(selection, executor, results) -> list[dict[str, Any]]:
             entry["ulp"] = max(entry["ulp"], r.get("max_ulp") or 0.0)
         elif r.get("passed") is False:
             entry["fail"].append(r["case"])
-    for (backend, device, dtype), e in lines.items():
+    for (backend, device, dtype), e in sorted(lines.items()):
         failed = f", FAILED {', '.join(e['fail'])}" if e["fail"] else ""
         print(f"correctness {backend} {device} {dtype}: {e['pass']}/{e['pass'] + len(e['fail'])} pass, worst {_fmt(e['ulp'])} ULP{failed}")
     return made

@@ -40,6 +40,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
 def _nonneg_float(text: str) -> float:
     try:
         value = float(text)
@@ -98,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="run the shared correctness suite")
     _add_selection(p)
     p.add_argument("--case", action="append", default=[], metavar="C", help="case to run (repeatable; default: all)")
+    p.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
+                   help="backends checked at once, each in its own worker (default: the number of CPUs, at most 4)")
     _add_plugin(p)
     _add_engine(p)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from typing import Callable, Optional
 
 import numpy as np
@@ -30,6 +31,23 @@ import numpy as np
 PRECISION_BITS = 200
 
 Pair = tuple[np.ndarray, np.ndarray]
+
+
+class _Locked:
+    """A context manager held under a lock."""
+
+    def __init__(self, lock, inner):
+        self.lock, self.inner = lock, inner
+
+    def __enter__(self):
+        self.lock.acquire()
+        return self.inner.__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return self.inner.__exit__(*exc)
+        finally:
+            self.lock.release()
 
 
 class _Mpmath:
@@ -40,9 +58,11 @@ class _Mpmath:
 
         self.mpf, self.exp, self.log, self.fsum = mpmath.mpf, mpmath.exp, mpmath.log, mpmath.fsum
         self._mpmath = mpmath
+        self._lock = threading.RLock()
 
     def precision(self):
-        return self._mpmath.workprec(PRECISION_BITS)
+        # mpmath's precision is one global setting: threads (check --jobs) take turns.
+        return _Locked(self._lock, self._mpmath.workprec(PRECISION_BITS))
 
 
 class _Gmpy2:
@@ -55,6 +75,7 @@ class _Gmpy2:
         self._gmpy2 = gmpy2
 
     def precision(self):
+        # gmpy2 contexts are per thread, so concurrent checks need no lock.
         return self._gmpy2.context(self._gmpy2.get_context(), precision=PRECISION_BITS)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -102,38 +104,72 @@ class Unit:
 GIVE_UP_AFTER = {"timeout": 2, "crashed": 3}
 
 
-def execute(units: Iterable[Unit], results: ResultsFile, executor: Any, desc: str = "") -> list[dict[str, Any]]:
+def _run_unit(unit: Unit, executor: Any, streak: tuple[str, int]) -> tuple[list[dict[str, Any]], tuple[str, int]]:
+    """One unit's records, and the (failure kind, count in a row) streak after it."""
+    kind, count = streak
+    try:
+        if count >= GIVE_UP_AFTER.get(kind, 1 << 30):
+            what = "timed out" if kind == "timeout" else kind
+            raise BackendFailure(f"not run: the backend {what} on {count} cases in a row", kind)
+        return unit.run(executor), ("", 0)
+    except BackendFailure as failure:
+        return unit.on_failure(failure), (failure.kind, count + 1 if failure.kind == kind else 1)
+    except Exception as exc:  # our own bug: record it against the unit and go on
+        reason = f"internal error in softmax-bench ({describe_exception(exc)})"
+        print(f"warning: {unit.label}: {reason}", file=sys.stderr)
+        return unit.on_failure(BackendFailure(reason, "internal")), ("", 0)
+
+
+def execute(units: Iterable[Unit], results: ResultsFile, executor: Any, desc: str = "", jobs: int = 1) -> list[dict[str, Any]]:
     """Run every unit not yet recorded; return the records made by this call.
 
+    Units of one (backend, device) run in order, in that backend's worker.
+    With ``jobs`` > 1 (correctness checks only: timings must never share the
+    machine) up to ``jobs`` backends run at once, each driven by a thread of
+    this process; an in-process executor always runs one at a time.
     ``KeyboardInterrupt`` propagates after the results file holds everything
     finished. The caller owns (and closes) the executor.
     """
-    units = [u for u in units if not results.has(u.identity)]
+    groups: dict[tuple, list[Unit]] = {}
+    for unit in units:
+        if not results.has(unit.identity):
+            groups.setdefault((unit.identity.get("backend"), unit.identity.get("device")), []).append(unit)
     made: list[dict[str, Any]] = []
-    streaks: dict[tuple, tuple[str, int]] = {}  # (backend, device) -> (failure kind, count in a row)
-    progress = _progress(len(units), desc)
+    lock = threading.Lock()
+    stop = threading.Event()
+    progress = _progress(sum(len(g) for g in groups.values()), desc)
+
+    def run_group(group: list[Unit]) -> None:
+        streak = ("", 0)
+        for unit in group:
+            if stop.is_set():
+                return
+            records, streak = _run_unit(unit, executor, streak)
+            if stop.is_set():  # interrupted mid-unit: its outcome is not the backend's
+                return
+            with lock:
+                results.add(records)
+                made.extend(records)
+                if progress is not None:
+                    progress.set_postfix_str(unit.label, refresh=False)
+                    progress.update(1)
+
     try:
-        for unit in units:
-            if progress is not None:
-                progress.set_postfix_str(unit.label, refresh=False)
-            key = (unit.identity.get("backend"), unit.identity.get("device"))
-            kind, count = streaks.get(key, ("", 0))
+        if jobs <= 1 or len(groups) <= 1 or not getattr(executor, "isolated", False):
+            for group in groups.values():
+                run_group(group)
+        else:
+            pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="softmax-bench")
+            futures = [pool.submit(run_group, group) for group in groups.values()]
             try:
-                if count >= GIVE_UP_AFTER.get(kind, 1 << 30):
-                    raise BackendFailure(f"not run: the backend {'timed out' if kind == 'timeout' else kind} on {count} cases in a row", kind)
-                records = unit.run(executor)
-                streaks.pop(key, None)
-            except BackendFailure as failure:
-                streaks[key] = (failure.kind, count + 1 if failure.kind == kind else 1)
-                records = unit.on_failure(failure)
-            except Exception as exc:  # our own bug: record it against the unit and go on
-                reason = f"internal error in softmax-bench ({describe_exception(exc)})"
-                print(f"warning: {unit.label}: {reason}", file=sys.stderr)
-                records = unit.on_failure(BackendFailure(reason, "internal"))
-            results.add(records)
-            made.extend(records)
-            if progress is not None:
-                progress.update(1)
+                for future in futures:
+                    future.result()
+            except KeyboardInterrupt:
+                stop.set()
+                executor.close()  # unblocks the threads waiting on their workers
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         if progress is not None:
             progress.close()

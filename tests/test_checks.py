@@ -133,6 +133,7 @@ def test_check_plugin_end_to_end(tmp_path):
     (["check", "--device", "tpu"], "unknown device 'tpu'; valid: cpu, cuda"),
     (["check", "--backend", "nosuch"], "unknown backend 'nosuch'"),
     (["check", "--timeout", "-1"], "must be a positive number"),
+    (["check", "--jobs", "0"], "must be at least 1"),
 ])
 def test_check_bad_usage(cli, argv, message):
     status, _, err = cli(*argv)

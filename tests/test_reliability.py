@@ -118,7 +118,7 @@ TOKENS = [
     "--device", "cpu", "tpu", "--sizes", "8x1024", "0x5", "axb", "llama3", "--timeout", "0", "-3", "nan", "1e9",
     "--memory-limit", "2G", "lots", "--max-bytes", "--case", "masked_prefix", "--format", "json", "xml", "--out",
     "--resume", "/nonexistent/file.json", "--plugin", "/no/plugin.py", "--threshold", "--quick", "--mode", "warm",
-    "--", "-", "", "\x00", "é",
+    "--jobs", "-j", "0", "2", "--", "-", "", "\x00", "é",
 ]
 
 
