@@ -215,8 +215,10 @@ def evaluate(case: Case, dtype: str, op: str, path: str, out: np.ndarray, given:
         err = np.where(np.isnan(err) & ~np.isnan(hi), np.inf, err)
         judged_err = err[defined]
         ulp = (err / spacing(hi, dtype))[defined]
-        nonzero = (hi != 0) & np.isfinite(hi)
-        rel = (err / np.where(nonzero, np.abs(hi), 1.0))[defined & nonzero.any(axis=1)] if hi.size else err
+        # Relative error where it means something: below the smallest normal the
+        # dtype itself has no relative precision left (see spacing()).
+        normal = np.isfinite(hi) & (np.abs(hi) >= fi.tiny) & defined[:, None]
+        rel = err[normal] / np.abs(hi[normal])
     figures: dict[str, Any] = {
         "max_ulp": float(ulp.max()) if ulp.size else 0.0,
         "max_rel": float(np.max(rel, initial=0.0)),

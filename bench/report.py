@@ -202,12 +202,8 @@ def format_number(value: Optional[float]) -> str:
 
 
 def format_size(rows: int, vocab: int) -> str:
-    """'rows×vocab', with k = 1024 where it divides: 16×32k."""
-
-    def short(n: int) -> str:
-        return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
-
-    return f"{short(rows)}×{short(vocab)}"
+    """'rows×vocab', exact: vocabularies are known by their exact size (256000, not 250k)."""
+    return f"{rows}×{vocab}"
 
 
 def _order(dim: str, value: Any) -> tuple:
@@ -344,8 +340,8 @@ def speed_table(records: Sequence[dict[str, Any]]) -> Table:
     return Table(
         title="Speed",
         caption=("Median time per call; in parentheses the effective bandwidth (2 x rows x vocab x itemsize / median) "
-                 "as a share of a plain copy of the same bytes measured in the same run. Columns are rows×vocab "
-                 f"(k = 1024). A trailing {FASTEST} marks the fastest backend for that size{within}; "
+                 "as a share of a plain copy of the same bytes measured in the same run. Columns are rows×vocab. "
+                 f"A trailing {FASTEST} marks the fastest backend for that size{within}; "
                  f"{MISSING} means not measured." + _constant_text(constant)),
         headers=varying + ["backend"] + [format_size(*s) for s in sizes],
         rows=rows,
@@ -583,14 +579,15 @@ def plot_bandwidth(records: Sequence[dict[str, Any]], out_dir: Path) -> list[Fig
 
 
 def plot_error_vs_scale(records: Sequence[dict[str, Any]], out_dir: Path) -> list[Figure]:
-    """Worst error vs logit scale per backend (log axes), one figure per machine/device/dtype/op.
+    """Worst error vs logit scale per backend (log axes), one figure per machine/device/dtype (softmax).
 
     Uses max ULP, or max relative error in a panel with no ULP figure. An
     error of exactly 0 cannot sit on a log axis and is not drawn.
     """
     dims = ("machine", "device", "dtype", "op")
+    # softmax only: one plot per dtype; the other operations are in the accuracy figures of the records.
     checks = [r for r in records if r["kind"] == "check" and isinstance(r.get("scale"), (int, float))
-              and r["scale"] > 0 and not _is_reference(r)
+              and r["scale"] > 0 and not _is_reference(r) and r.get("op", "softmax") == "softmax"
               and (r.get("max_ulp") is not None or r.get("max_rel") is not None)]
     if not checks:
         return []

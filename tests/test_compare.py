@@ -26,7 +26,7 @@ def test_a_planted_2x_slowdown_exits_1_and_comes_first(tmp_path, cli):
     assert status == 1
     first = next(line for line in out.splitlines() if line.startswith("| lse"))
     assert [cell.strip() for cell in first.split("|")[1:-1]] == [
-        "lse", "float32", "warm", "16×32k", "728 µs", "1.46 ms", "2.00", "slower"]
+        "lse", "float32", "warm", "16×32768", "728 µs", "1.46 ms", "2.00", "slower"]
     assert out.splitlines()[-1].startswith("1 slower, 0 faster, 45 within")
 
 
@@ -66,7 +66,7 @@ def test_benchmarks_in_one_file_only_are_listed(tmp_path, cli):
     status, out, _ = cli("compare", SMALL, edited(tmp_path, "b.json", drop))
     assert status == 0
     only = out.split("**Only in A.**")[1]
-    assert "| online    | float32 | warm   | 16×32k |   828 µs |" in only
+    assert "| online    | float32 | warm   | 16×32768 |   828 µs |" in only
     assert "**Only in B.**" not in out
     assert out.splitlines()[-1].endswith("1 only in A, 0 only in B")
 
