@@ -506,8 +506,8 @@ def _save(plt, fig, out_dir: Path, name: str) -> tuple[Path, Path]:
     fig.tight_layout()
     # No dates or random ids in the files, so regenerating unchanged results changes no bytes in git.
     with plt.rc_context({"svg.hashsalt": "softmax-bench"}):
-        fig.savefig(png, dpi=110, metadata={"Software": None})
-        fig.savefig(svg, metadata={"Date": None, "Creator": None})
+        fig.savefig(png, dpi=110, metadata={"Software": None}, bbox_inches="tight")
+        fig.savefig(svg, metadata={"Date": None, "Creator": None}, bbox_inches="tight")
     plt.close(fig)
     return png, svg
 
@@ -549,30 +549,42 @@ def plot_bandwidth(records: Sequence[dict[str, Any]], out_dir: Path) -> list[Fig
     figures = []
     for key, rs in _panels(timings, _SPEED_DIMS).items():
         title, slug_parts = _panel_name(_SPEED_DIMS, key, shown, machines)
-        # Several row counts at one vocabulary would zigzag one line: split them.
-        split_rows = len({(r["rows"], r["vocab"]) for r in rs}) > len({r["vocab"] for r in rs})
-        series: dict[str, list[tuple[int, float]]] = {}
-        ceiling: dict[int, float] = {}
-        for r in rs:
-            label = f"{r['backend']} (rows={r['rows']})" if split_rows else r["backend"]
-            series.setdefault(label, []).append((r["vocab"], r["gbps"]))
-            if r.get("copy_gbps") is not None:
-                ceiling[r["vocab"]] = max(ceiling.get(r["vocab"], 0.0), r["copy_gbps"])
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        for label in sorted(series):
-            points = sorted(series[label])
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
-        if ceiling:
-            vocab = sorted(ceiling)
-            ax.plot(vocab, [ceiling[v] for v in vocab], color="black", linestyle="--", label="copy (ceiling)")
-        ax.set_xscale("log", base=2)
-        _ticks_at(ax, sorted({r["vocab"] for r in rs}), lambda v: format_size(1, v).split("×")[1])
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("vocabulary size")
-        ax.set_ylabel("effective bandwidth (GB/s)")
-        ax.set_title(title, fontsize=9)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        # One subplot per row count: several row counts on one line would zigzag,
+        # and the copy ceiling differs with the bytes moved.
+        row_counts = sorted({r["rows"] for r in rs})
+        backends = sorted({r["backend"] for r in rs})
+        colours = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(backends)}
+        fig, axes = plt.subplots(1, len(row_counts), figsize=(2.2 + 3.0 * len(row_counts), 4.2), sharey=True, squeeze=False)
+        for ax, rows in zip(axes[0], row_counts):
+            mine = [r for r in rs if r["rows"] == rows]
+            for backend in backends:
+                points = sorted((r["vocab"], r["gbps"]) for r in mine if r["backend"] == backend)
+                if points:
+                    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=colours[backend], label=backend)
+            # Each library measures its own copy; the ceiling is the fastest of them at each size.
+            best: dict[int, float] = {}
+            for r in mine:
+                if r.get("copy_gbps") is not None:
+                    best[r["vocab"]] = max(best.get(r["vocab"], 0.0), r["copy_gbps"])
+            ceiling = sorted(best.items())
+            if ceiling:
+                ax.plot([c[0] for c in ceiling], [c[1] for c in ceiling], color="black", linestyle="--", label="fastest copy (ceiling)")
+            ax.set_xscale("log", base=2)
+            _ticks_at(ax, sorted({r["vocab"] for r in mine}), lambda v: f"{v:g}")
+            ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+            ax.set_ylim(bottom=0)
+            ax.set_title(f"{rows} row{'s' if rows != 1 else ''}", fontsize=9)
+            ax.set_xlabel("vocabulary size")
+            ax.grid(True, alpha=0.3)
+        axes[0][0].set_ylabel("effective bandwidth (GB/s)")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        for ax in axes[0][1:]:  # a backend missing from the first subplot still gets its legend entry
+            for h, label in zip(*ax.get_legend_handles_labels()):
+                if label not in labels:
+                    handles.append(h)
+                    labels.append(label)
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+        fig.suptitle(title, fontsize=9)
         png, svg = _save(plt, fig, out_dir, _slug(["bandwidth", *slug_parts]))
         figures.append(Figure("Speed", f"Bandwidth vs vocabulary: {title.replace(chr(10), ', ')}", png, svg))
     return figures
