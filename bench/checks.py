@@ -283,10 +283,10 @@ def _within_tolerance(case, dtype, op, path, x, hi, y, err, defined, given, figu
 
 
 def _shape_fields(case: Case, dtype: str) -> dict[str, Any]:
+    """rows and vocab as the schema counts them: the reduced axis is the vocabulary."""
     shape = case.inputs(dtype).shape
-    vocab = shape[case.axis] if shape else 1
-    rows = int(np.prod(shape)) // vocab if vocab else int(np.prod([s for i, s in enumerate(shape) if i != case.axis % len(shape)]))
-    return {"rows": rows, "vocab": int(vocab), "shape": list(shape), "axis": case.axis}
+    others = [n for i, n in enumerate(shape) if i != case.axis % len(shape)]
+    return {"rows": int(np.prod(others)), "vocab": int(shape[case.axis]), "shape": list(shape), "axis": case.axis}
 
 
 def base_record(target: Target, case: Case, op: str) -> dict[str, Any]:
@@ -313,7 +313,7 @@ def failure_record(target: Target, case: Case, op: str, failure: BackendFailure)
 
 def run_case(executor: Any, target: Target, case: Case, op: str, plugin_files: Sequence[str] = ()) -> dict[str, Any]:
     """Run one (target, case, op) through ``executor`` and return its check record."""
-    backend = executor_registry(plugin_files).get(target.backend)
+    backend = _registry(plugin_files).get(target.backend)
     path = "value" if op in execute.VALUE_OPS else execute.gradient_path(backend, op)
     given = inputs_for(case, target.dtype, op, path)
     start = time.perf_counter()
@@ -331,7 +331,7 @@ def run_case(executor: Any, target: Target, case: Case, op: str, plugin_files: S
     }
 
 
-def executor_registry(plugin_files: Sequence[str]):
+def _registry(plugin_files: Sequence[str]):
     from .registry import cached
 
     return cached(plugin_files)
@@ -339,7 +339,7 @@ def executor_registry(plugin_files: Sequence[str]):
 
 def plan(targets: Sequence[Target], chosen: Sequence[Case], plugin_files: Sequence[str] = (), ops: Optional[Sequence[str]] = None) -> list[Unit]:
     """One unit per (target, case, op) that applies, backend by backend so workers are reused."""
-    registry = executor_registry(plugin_files)
+    registry = _registry(plugin_files)
     units = []
     for target in targets:
         backend = registry.get(target.backend)
