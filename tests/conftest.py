@@ -50,3 +50,13 @@ def pytest_configure(config):
     """
     if config.getoption("benchmark_only", False):
         config.option.benchmark_enable = True
+
+
+def registry_targets(registry):
+    """(backend, device, dtype, skip reason or None) for every target a registry declares."""
+    for name in registry.names():
+        backend = registry.get(name)
+        for device in backend.devices:
+            reason = registry.unavailable(name, device)
+            for dtype in backend.dtypes:
+                yield name, device, dtype, (f"{name} on {device}: {reason}" if reason else None)

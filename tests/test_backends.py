@@ -13,6 +13,8 @@ import pytest
 from softmax_bench import load_backends
 from softmax_bench.execute import call
 
+from conftest import registry_targets
+
 REGISTRY = load_backends()
 RTOL = {"float64": 1e-13, "float32": 2e-6, "float16": 2e-3, "bfloat16": 2e-2}
 
@@ -23,17 +25,10 @@ def reference(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def targets():
-    return list(_targets())
-
-
-def _targets():
-    for name in REGISTRY.names():
-        backend = REGISTRY.get(name)
-        for device in backend.devices:
-            reason = REGISTRY.unavailable(name, device)
-            for dtype in backend.dtypes:
-                marks = [pytest.mark.skip(reason=f"{name} on {device}: {reason}")] if reason else []
-                yield pytest.param(name, device, dtype, id=f"{name}-{device}-{dtype}", marks=marks)
+    return [
+        pytest.param(name, device, dtype, id=f"{name}-{device}-{dtype}", marks=[pytest.mark.skip(reason=skip)] if skip else [])
+        for name, device, dtype, skip in registry_targets(REGISTRY)
+    ]
 
 
 def rounded(x: np.ndarray, dtype: str) -> np.ndarray:

@@ -17,6 +17,8 @@ from softmax_bench import load_backends, timing
 from softmax_bench.dtypes import info
 from softmax_bench.sizes import Size
 
+from conftest import registry_targets
+
 REGISTRY = load_backends()
 SIZES = [Size(1, 1024), Size(8, 32000), Size(1, 128256)]
 # Relative tolerance in units of the dtype's roundoff: generous for half
@@ -31,14 +33,10 @@ def reference(x: np.ndarray) -> np.ndarray:
 
 
 def _params():
-    for name in REGISTRY.names():
-        backend = REGISTRY.get(name)
-        for device in backend.devices:
-            reason = REGISTRY.unavailable(name, device)
-            for dtype in backend.dtypes:
-                for size in SIZES:
-                    marks = [pytest.mark.skip(reason=f"{name} on {device}: {reason}")] if reason else []
-                    yield pytest.param(name, device, dtype, size, id=f"{name}-{device}-{dtype}-{size.label}", marks=marks)
+    for name, device, dtype, skip in registry_targets(REGISTRY):
+        for size in SIZES:
+            marks = [pytest.mark.skip(reason=skip)] if skip else []
+            yield pytest.param(name, device, dtype, size, id=f"{name}-{device}-{dtype}-{size.label}", marks=marks)
 
 
 @pytest.mark.parametrize("name, device, dtype, size", list(_params()))
