@@ -174,51 +174,41 @@ def _mp(values: np.ndarray) -> list:
     return [HP.mpf(v) for v in values.tolist()]
 
 
+def _softmax_vjp_row(y: list, dy: list) -> list:
+    g = HP.fsum([a * b for a, b in zip(y, dy)])
+    return [a * (b - g) for a, b in zip(y, dy)]
+
+
+def _log_softmax_vjp_row(p: list, dy: list) -> list:
+    total = HP.fsum(dy)
+    return [d - a * total for a, d in zip(p, dy)]
+
+
 def softmax_vjp(y: np.ndarray, dy: np.ndarray, with_lo: bool = True) -> Pair:
     """dx = y * (dy - sum(dy * y)) for the given (already rounded) softmax output y."""
-
-    def compute(yr, i):
-        ym, dym = _mp(yr), _mp(dy[i])
-        g = HP.fsum([a * b for a, b in zip(ym, dym)])
-        return [a * (b - g) for a, b in zip(ym, dym)]
-
-    return _per_row(y, with_lo, compute)
+    return _per_row(y, with_lo, lambda yr, i: _softmax_vjp_row(_mp(yr), _mp(dy[i])))
 
 
 def log_softmax_vjp(z: np.ndarray, dy: np.ndarray, with_lo: bool = True) -> Pair:
     """dx = dy - exp(z) * sum(dy) for the given (already rounded) log_softmax output z."""
+    return _per_row(z, with_lo, lambda zr, i: _log_softmax_vjp_row([HP.exp(v) for v in _mp(zr)], _mp(dy[i])))
 
-    def compute(zr, i):
-        dym = _mp(dy[i])
-        total = HP.fsum(dym)
-        return [d - HP.exp(HP.mpf(v)) * total for v, d in zip(zr.tolist(), dym)]
 
-    return _per_row(z, with_lo, compute)
+def _at_x(x: np.ndarray, dy: np.ndarray, with_lo: bool, vjp_row) -> Pair:
+    """A VJP at x, from the exact softmax of each row."""
+
+    def compute(row, i):
+        y = _softmax_row(row)
+        return None if y is None else vjp_row(y, _mp(dy[i]))
+
+    return _per_row(x, with_lo, compute)
 
 
 def softmax_grad(x: np.ndarray, dy: np.ndarray, with_lo: bool = True) -> Pair:
     """The softmax VJP at x: y(x) * (dy - sum(dy * y(x))), y exact."""
-
-    def compute(row, i):
-        y = _softmax_row(row)
-        if y is None:
-            return None
-        dym = _mp(dy[i])
-        g = HP.fsum([a * b for a, b in zip(y, dym)])
-        return [a * (b - g) for a, b in zip(y, dym)]
-
-    return _per_row(x, with_lo, compute)
+    return _at_x(x, dy, with_lo, _softmax_vjp_row)
 
 
 def log_softmax_grad(x: np.ndarray, dy: np.ndarray, with_lo: bool = True) -> Pair:
     """The log_softmax VJP at x: dy - y(x) * sum(dy); with dy = -onehot, the cross-entropy gradient."""
-
-    def compute(row, i):
-        y = _softmax_row(row)
-        if y is None:
-            return None
-        dym = _mp(dy[i])
-        total = HP.fsum(dym)
-        return [d - a * total for a, d in zip(y, dym)]
-
-    return _per_row(x, with_lo, compute)
+    return _at_x(x, dy, with_lo, _log_softmax_vjp_row)
