@@ -15,7 +15,12 @@ from typing import Any, Callable, Optional, Sequence
 LIBRARIES = ("numpy", "torch", "jax", "cupy")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float64", "float32", "float16", "bfloat16")
-OPS = ("softmax", "log_softmax", "softmax_vjp", "log_softmax_vjp")
+# The functions a Backend may hold (``softmax`` is required, the rest optional).
+OPS = ("softmax", "log_softmax", "softmax_vjp", "log_softmax_vjp", "cross_entropy", "cross_entropy_fwd_bwd")
+# Ways a backend may spread one softmax over processes: "vocab" shards the reduced axis.
+PARALLEL = ("vocab",)
+# Target index of a row that contributes no loss and no gradient (torch, Liger, Megatron).
+IGNORE_INDEX = -100
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -52,6 +57,8 @@ class Backend:
     log_softmax: Optional[SoftmaxFn] = None
     softmax_vjp: Optional[SoftmaxFn] = None
     log_softmax_vjp: Optional[SoftmaxFn] = None
+    cross_entropy: Optional[SoftmaxFn] = None
+    cross_entropy_fwd_bwd: Optional[SoftmaxFn] = None
     available: Optional[AvailabilityFn] = None
     description: str = ""
     origin: str = field(default="", compare=False)
