@@ -24,6 +24,3 @@ def log_softmax_vjp(y: np.ndarray, dy: np.ndarray, axis: int = -1) -> np.ndarray
     yw, dyw = y.astype(w, copy=False), dy.astype(w, copy=False)
     dx = dyw - np.exp(yw) * np.sum(dyw, axis=axis, keepdims=True)
     return dx.astype(y.dtype, copy=False)
-
-
-NUMPY_DTYPES = ("float64", "float32", "float16", "bfloat16")

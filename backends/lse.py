@@ -8,9 +8,9 @@ accuracy that max-shift keeps. The suite records how much.
 
 import numpy as np
 
-from softmax_bench import Backend
+from softmax_bench import DTYPES, Backend
 
-from ._numpy_common import NUMPY_DTYPES, log_softmax_vjp, softmax_vjp, working_dtype
+from ._numpy_common import log_softmax_vjp, softmax_vjp, working_dtype
 
 
 def logsumexp(x, axis=-1):
@@ -33,7 +33,7 @@ backend = Backend(
     name="lse",
     library="numpy",
     devices=("cpu",),
-    dtypes=NUMPY_DTYPES,
+    dtypes=DTYPES,
     softmax=softmax,
     log_softmax=log_softmax,
     softmax_vjp=softmax_vjp,

@@ -8,9 +8,9 @@ term out of s keeps log1p accurate when the rest of the row is tiny
 
 import numpy as np
 
-from softmax_bench import Backend
+from softmax_bench import DTYPES, Backend
 
-from ._numpy_common import NUMPY_DTYPES, log_softmax_vjp, softmax_vjp, working_dtype
+from ._numpy_common import log_softmax_vjp, softmax_vjp, working_dtype
 
 
 def _shifted(x, axis):
@@ -44,7 +44,7 @@ backend = Backend(
     name="max-shift",
     library="numpy",
     devices=("cpu",),
-    dtypes=NUMPY_DTYPES,
+    dtypes=DTYPES,
     softmax=softmax,
     log_softmax=log_softmax,
     softmax_vjp=softmax_vjp,

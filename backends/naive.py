@@ -10,9 +10,9 @@ and the missing shift is its only flaw. The correctness suite must catch it.
 
 import numpy as np
 
-from softmax_bench import Backend
+from softmax_bench import DTYPES, Backend
 
-from ._numpy_common import NUMPY_DTYPES, log_softmax_vjp, softmax_vjp, working_dtype
+from ._numpy_common import log_softmax_vjp, softmax_vjp, working_dtype
 
 
 def softmax(x, axis=-1):
@@ -29,7 +29,7 @@ backend = Backend(
     name="naive",
     library="numpy",
     devices=("cpu",),
-    dtypes=NUMPY_DTYPES,
+    dtypes=DTYPES,
     softmax=softmax,
     log_softmax=log_softmax,
     softmax_vjp=softmax_vjp,

@@ -12,9 +12,9 @@ exp(-inf - (-inf)) = NaN.
 
 import numpy as np
 
-from softmax_bench import Backend
+from softmax_bench import DTYPES, Backend
 
-from ._numpy_common import NUMPY_DTYPES, log_softmax_vjp, softmax_vjp, working_dtype
+from ._numpy_common import log_softmax_vjp, softmax_vjp, working_dtype
 
 CHUNK = 4096
 
@@ -65,7 +65,7 @@ backend = Backend(
     name="online",
     library="numpy",
     devices=("cpu",),
-    dtypes=NUMPY_DTYPES,
+    dtypes=DTYPES,
     softmax=softmax,
     log_softmax=log_softmax,
     softmax_vjp=softmax_vjp,

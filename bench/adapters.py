@@ -11,27 +11,22 @@ availability is asked for.
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from . import dtypes as dt
+from .errors import describe_exception, first_line
 
 
 def library_unavailable(library: str) -> Optional[str]:
-    """``None`` if ``library`` imports, else the one-line reason it does not."""
-    module = {"numpy": "numpy", "torch": "torch", "jax": "jax", "cupy": "cupy"}[library]
+    """``None`` if ``library`` (a module name) imports, else the one-line reason it does not."""
     try:
-        importlib.import_module(module)
+        importlib.import_module(library)
     except Exception as exc:  # an import can fail with anything, not only ImportError
-        return f"{module} is not importable ({type(exc).__name__}: {_first_line(exc)})"
+        return f"{library} is not importable ({describe_exception(exc)})"
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 class Adapter:
@@ -131,7 +126,7 @@ class Adapter:
 class TorchAdapter(Adapter):
     library = "torch"
 
-    @property
+    @cached_property
     def torch(self):
         import torch
 
@@ -208,11 +203,12 @@ class JaxAdapter(Adapter):
     # run them concurrently), so the timer blocks on every output of a sample.
     ordered = False
 
-    @property
+    @cached_property
     def jax(self):
         import jax
 
         # float64 must be float64: without x64, JAX silently computes in float32.
+        # Set once, when this adapter first touches jax, before any array exists.
         jax.config.update("jax_enable_x64", True)
         return jax
 
@@ -244,9 +240,6 @@ class JaxAdapter(Adapter):
         # JAX dispatch is asynchronous per array; the timer blocks on results instead.
         pass
 
-    def block(self, y: Any) -> Any:
-        return self.jax.block_until_ready(y)
-
     def wait(self, result: Any, device: str) -> Any:
         return self.jax.block_until_ready(result)
 
@@ -277,7 +270,7 @@ class JaxAdapter(Adapter):
 class CupyAdapter(Adapter):
     library = "cupy"
 
-    @property
+    @cached_property
     def cupy(self):
         import cupy
 
@@ -289,7 +282,7 @@ class CupyAdapter(Adapter):
         try:
             count = self.cupy.cuda.runtime.getDeviceCount()
         except Exception as exc:  # CUDARuntimeError without a driver or device
-            return f"cupy sees no CUDA device ({_first_line(exc)})"
+            return f"cupy sees no CUDA device ({first_line(exc)})"
         return None if count > 0 else "cupy sees no CUDA device"
 
     def from_numpy(self, x: np.ndarray, device: str, dtype: str, strided: bool = False) -> Any:
@@ -352,4 +345,4 @@ def unavailable(library: str, device: str) -> Optional[str]:
     try:
         return get(library).unavailable(device)
     except Exception as exc:
-        return f"{library} on {device}: {type(exc).__name__}: {_first_line(exc)}"
+        return f"{library} on {device}: {describe_exception(exc)}"

@@ -17,6 +17,12 @@ DEVICES = ("cpu", "cuda")
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 # The functions a Backend may hold (``softmax`` is required, the rest optional).
 OPS = ("softmax", "log_softmax", "softmax_vjp", "log_softmax_vjp", "cross_entropy", "cross_entropy_fwd_bwd")
+# What the correctness suite checks: the values, and the gradients. ce_grad is
+# the cross-entropy gradient p - onehot, obtained the way a user of the backend
+# would: its log_softmax, then its log_softmax VJP with dy = -onehot (or
+# autodiff through its log_softmax).
+VALUE_OPS = ("softmax", "log_softmax")
+GRADIENT_OPS = ("softmax_vjp", "log_softmax_vjp", "ce_grad")
 # Ways a backend may spread one softmax over processes: "vocab" shards the reduced axis.
 PARALLEL = ("vocab",)
 # Target index of a row that contributes no loss and no gradient (torch, Liger, Megatron).

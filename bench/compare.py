@@ -1,4 +1,4 @@
-"""``softmax-bench compare A B``: per-benchmark speed ratios between two results files.
+"""Per-benchmark speed ratios between two runs (what ``softmax-bench compare A B`` prints).
 
 Timing records are matched on ``KEY``; the ratio is B/A of the median time per
 call. A change counts when it is beyond the threshold t in either direction,
@@ -12,15 +12,12 @@ two files with no benchmark in common).
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .cli import UsageError
-from .report import MISSING, Table, _constant_text, _order, _split_dims, format_seconds, format_size, machine_label, render_table
-from .results import load
+from .formatting import MISSING, format_seconds, format_size
+from .tables import Table, constant_text, order_key, split_dims
 
 # What makes two timing records the same benchmark.
 KEY = ("backend", "device", "dtype", "rows", "vocab", "op", "mode")
@@ -103,7 +100,7 @@ def compare(a_records: Sequence[dict[str, Any]], b_records: Sequence[dict[str, A
 
 def _sortable(record: dict[str, Any]) -> tuple:
     """Ties in table order: backend, then device, dtype and mode as the report orders them, then size."""
-    return (record["backend"], *(_order(d, record.get(d)) for d in ("device", "dtype", "mode")),
+    return (record["backend"], *(order_key(d, record.get(d)) for d in ("device", "dtype", "mode")),
             record["vocab"], record["rows"], str(record.get("op")))
 
 
@@ -113,7 +110,7 @@ def _dims_and_size(record: dict[str, Any], varying: Sequence[str]) -> list[str]:
 
 def tables(comparison: Comparison, a_name: str, b_name: str, a_machine: str, b_machine: str) -> list[Table]:
     """The ratio table, and the benchmarks only in A or only in B when there are any."""
-    varying, constant = _split_dims([c.a for c in comparison.changes], _SHOWN_DIMS)
+    varying, constant = split_dims([c.a for c in comparison.changes], _SHOWN_DIMS)
     t = comparison.threshold
     rows = []
     for c in comparison.changes:
@@ -127,7 +124,7 @@ def tables(comparison: Comparison, a_name: str, b_name: str, a_machine: str, b_m
         title="Changes",
         caption=(f"Median time per call in A ({a_name}) and B ({b_name}), and B/A. slower: B/A above {1 + t:.2f}; "
                  f"faster: B/A below 1/{1 + t:.2f} = {1 / (1 + t):.2f}; failed in B: timed in A, a recorded failure "
-                 "in B. Slowest first." + machines + _constant_text(constant)),
+                 "in B. Slowest first." + machines + constant_text(constant)),
         headers=["backend"] + varying + ["size", "A", "B", "B/A", "change"],
         rows=rows,
         align=["left"] * (len(varying) + 2) + ["right"] * 3 + ["left"],
@@ -135,12 +132,12 @@ def tables(comparison: Comparison, a_name: str, b_name: str, a_machine: str, b_m
     for title, only, name in (("Only in A", comparison.only_a, a_name), ("Only in B", comparison.only_b, b_name)):
         if not only:
             continue
-        shown, same = _split_dims(only, _SHOWN_DIMS)
+        shown, same = split_dims(only, _SHOWN_DIMS)
         shown = [d for d in _SHOWN_DIMS if d in shown or d in varying]
         result.append(Table(
             title=title,
             caption=(f"Benchmarks only in {name}, with no match in the other file."
-                     + _constant_text({d: v for d, v in same.items() if d not in shown})),
+                     + constant_text({d: v for d, v in same.items() if d not in shown})),
             headers=["backend"] + shown + ["size", "median"],
             rows=[_dims_and_size(r, shown) + [format_seconds(r.get("median_s"))] for r in only],
             align=["left"] * (len(shown) + 2) + ["right"],
@@ -161,18 +158,3 @@ def summary(comparison: Comparison) -> str:
     return (f"{counts[SLOWER]} slower, {counts[FASTER]} faster, {counts[SAME]} within the threshold "
             f"({comparison.threshold:g}), {counts[BROKEN]} failed in B, {other} without a time; "
             f"{len(comparison.only_a)} only in A, {len(comparison.only_b)} only in B")
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    """``softmax-bench compare A B``: print the ratio table; 1 if anything got slower."""
-    a_doc, b_doc = load(args.baseline), load(args.contender)
-    comparison = compare(a_doc["records"], b_doc["records"], args.threshold)
-    if not comparison.changes:
-        raise UsageError(f"{args.baseline} and {args.contender} share no benchmark "
-                         f"(timing records are matched on {', '.join(KEY)})")
-    # File names, not paths, in the table: the paths are in the command the reader typed.
-    for table in tables(comparison, Path(args.baseline).name, Path(args.contender).name,
-                        machine_label(a_doc["environment"]), machine_label(b_doc["environment"])):
-        print(render_table(table, args.format))
-    print(summary(comparison))
-    return 1 if comparison.regressed else 0

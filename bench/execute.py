@@ -14,14 +14,9 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from . import adapters, registry
-from .backend import Backend
+from .backend import VALUE_OPS, Backend
 from .isolation import BackendFailure
 
-VALUE_OPS = ("softmax", "log_softmax")
-# ce_grad is the cross-entropy gradient p - onehot, obtained the way a user of
-# the backend would: its log_softmax, then its log_softmax VJP with dy = -onehot
-# (or autodiff through its log_softmax).
-GRADIENT_OPS = ("softmax_vjp", "log_softmax_vjp", "ce_grad")
 _FORWARD_OF = {"softmax_vjp": "softmax", "log_softmax_vjp": "log_softmax", "ce_grad": "log_softmax"}
 _VJP_OF = {"softmax_vjp": "softmax_vjp", "log_softmax_vjp": "log_softmax_vjp", "ce_grad": "log_softmax_vjp"}
 _AUTODIFF_LIBRARIES = ("torch", "jax")

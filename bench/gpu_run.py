@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import cli
+from .errors import UsageError
 from .registry import Registry
+from .selection import choose, load_registry
 
 SIZES = "4096x32000,4096x128256,4096x256000"
 DTYPES = ("float32", "float16", "bfloat16")
@@ -68,11 +70,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
     try:
-        registry = cli.load(argparse.Namespace(plugin=args.plugin))
-        names = cli.choose(args.backend, gpu_backends(registry), "GPU backend")
-    except cli.UsageError as exc:
+        registry = load_registry(args.plugin)
+        names = choose(args.backend, gpu_backends(registry), "GPU backend")
+    except UsageError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
+    for message in registry.warnings:
+        print(f"warning: {message}", file=sys.stderr)
     steps = commands(names, Path(args.out), args.plugin)
     if args.dry_run:
         for step in steps:

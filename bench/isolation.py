@@ -19,7 +19,9 @@ import os
 import signal
 import traceback
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
+
+from .errors import describe_exception
 
 
 class BackendFailure(Exception):
@@ -29,16 +31,6 @@ class BackendFailure(Exception):
         super().__init__(reason)
         self.reason = reason
         self.kind = kind  # raised | crashed | timeout | memory | invalid
-
-
-def describe_exception(exc: BaseException) -> str:
-    """The exception as the last line of its traceback would show it, on one line.
-
-    That is its type and the first line of its message: libraries put the
-    summary first and hints after (torch: "Set TORCHDYNAMO_VERBOSE=1 ...").
-    """
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0].strip()}" if lines else type(exc).__name__
 
 
 def _failure_from(exc: BaseException) -> BackendFailure:
@@ -53,9 +45,6 @@ class InProcessExecutor:
     """Runs tasks in this process: no protection, no timeout; for debugging and tests."""
 
     isolated = False
-
-    def __init__(self, plugin_files: Sequence[str] = (), timeout: Optional[float] = None, memory_limit: Optional[int] = None):
-        self.plugin_files = tuple(plugin_files)
 
     def run(self, key: tuple[str, str], func: Callable, *args: Any, **kwargs: Any) -> Any:
         """Call ``func(*args, **kwargs)``; a backend's exception becomes ``BackendFailure``."""
@@ -155,13 +144,7 @@ class IsolatedExecutor(InProcessExecutor):
 
     isolated = True
 
-    def __init__(
-        self,
-        plugin_files: Sequence[str] = (),
-        timeout: Optional[float] = 120.0,
-        memory_limit: Optional[int] = None,
-    ):
-        super().__init__(plugin_files)
+    def __init__(self, timeout: Optional[float] = 120.0, memory_limit: Optional[int] = None):
         self.timeout = timeout
         self.memory_limit = memory_limit
         self._ctx = mp.get_context("spawn")
@@ -209,8 +192,9 @@ class IsolatedExecutor(InProcessExecutor):
             worker.stop()
 
 
-def make_executor(isolate: bool, plugin_files: Sequence[str] = (), timeout: Optional[float] = 120.0, memory_limit: Optional[int] = None):
-    """The executor the CLI uses: isolated unless ``--no-isolate``."""
-    if isolate:
-        return IsolatedExecutor(plugin_files, timeout=timeout, memory_limit=memory_limit)
-    return InProcessExecutor(plugin_files)
+def make_executor(isolate: bool, timeout: Optional[float] = 120.0, memory_limit: Optional[int] = None):
+    """Isolated workers (``memory_limit`` ``None``: 80% of RAM; 0: none), or in-process without ``isolate``."""
+    if not isolate:
+        return InProcessExecutor()
+    limit = default_memory_limit() if memory_limit is None else memory_limit
+    return IsolatedExecutor(timeout=timeout, memory_limit=limit or None)

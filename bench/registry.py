@@ -21,8 +21,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Optional, Sequence
 
-from .backend import Backend
 from . import adapters
+from .backend import Backend
+from .errors import describe_exception
 
 GROUP = "softmax_bench.backends"
 BUILTIN_ENTRY_POINT = "builtins"
@@ -81,7 +82,7 @@ def _check_available(backend: Backend, device: str) -> Optional[str]:
         try:
             reason = backend.available(device)
         except Exception as exc:
-            reason = f"availability check raised {type(exc).__name__}: {exc}"
+            reason = f"availability check raised {describe_exception(exc)}"
     return reason
 
 
@@ -142,7 +143,7 @@ def load(plugin_files: Sequence[str | Path] = ()) -> Registry:
             for w in caught:
                 registry._warn(str(w.message))
         except Exception as exc:
-            registry._warn(f"{origin}: failed to load ({type(exc).__name__}: {exc})")
+            registry._warn(f"{origin}: failed to load ({describe_exception(exc)})")
             continue
         for backend in found:
             registry.add(backend, origin)
@@ -151,7 +152,7 @@ def load(plugin_files: Sequence[str | Path] = ()) -> Registry:
         try:
             found = backends_of_module(import_plugin_file(path))
         except Exception as exc:
-            registry._warn(f"{origin}: failed to load ({type(exc).__name__}: {exc})")
+            registry._warn(f"{origin}: failed to load ({describe_exception(exc)})")
             continue
         for backend in found:
             registry.add(backend, origin)
@@ -159,6 +160,11 @@ def load(plugin_files: Sequence[str | Path] = ()) -> Registry:
 
 
 _cache: dict[tuple[str, ...], Registry] = {}
+
+
+def reset() -> None:
+    """Forget every cached registry (after installing a plugin, or between tests)."""
+    _cache.clear()
 
 
 def cached(plugin_files: Sequence[str | Path] = ()) -> Registry:

@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from .errors import ResultsError
+
 SCHEMA = 1
 
 # Fields every record has, and their JSON types; check and timing records add theirs.
@@ -46,10 +48,6 @@ IDENTITY = ("kind", "backend", "device", "dtype", "case", "op", "rows", "vocab",
 RESUME_MUST_MATCH = ("python", "platform", "cpu", "gpu", "packages", "commit")
 
 _PACKAGES = ("softmax-bench", "numpy", "ml_dtypes", "mpmath", "torch", "jax", "jaxlib", "cupy-cuda12x", "cupy-cuda13x", "triton", "scipy")
-
-
-class ResultsError(ValueError):
-    """A results file that cannot be used; the message names the file and the problem."""
 
 
 def _cpu_model() -> str:

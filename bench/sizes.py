@@ -15,13 +15,12 @@ large for ``--max-bytes`` is skipped with its reason instead of crashing.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Optional
 
-from .cli import UsageError
 from .dtypes import info
+from .errors import UsageError
 
 # Vocabulary sizes of real tokenizers: the softmax a language model's sampler runs.
 VOCABULARIES = {
@@ -171,14 +170,3 @@ def default_max_bytes() -> int:
     """Half of the memory available now (4 GiB where that cannot be read)."""
     available = available_memory()
     return int(DEFAULT_MEMORY_FRACTION * available) if available else 4 * 2**30
-
-
-def human_bytes(n: Optional[float]) -> str:
-    """``1.5 GiB``-style text for a byte count."""
-    if n is None or (isinstance(n, float) and not math.isfinite(n)):
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"

@@ -1,4 +1,4 @@
-"""The engine shared by ``check`` and ``run``: selection, isolation, results, progress.
+"""The loop ``check`` and ``run`` share: units of work, isolation, results, progress.
 
 A command turns its arguments into a list of ``Unit``s (one unit of work each:
 one backend, device, dtype and case or size). ``execute`` runs them through
@@ -10,78 +10,28 @@ Ctrl-C keeping everything measured so far.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from .backend import DEVICES, DTYPES
-from .cli import UsageError, choose, load
-from .isolation import BackendFailure, InProcessExecutor, default_memory_limit, describe_exception, make_executor
-from .registry import Registry
+from .errors import UsageError, describe_exception
+from .isolation import BackendFailure
 from .results import ResultsFile, default_path
 
 
-@dataclass(frozen=True)
-class Target:
-    """One (backend, device, dtype) combination a command will exercise."""
-
-    backend: str
-    device: str
-    dtype: str
-
-
-@dataclass
-class Selection:
-    """What the user asked for, resolved against the registry."""
-
-    registry: Registry
-    targets: list[Target]
-    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (backend, device, reason)
-    plugin_files: tuple[str, ...] = ()
-
-
-def select(args: argparse.Namespace, registry: Registry) -> Selection:
-    """Validate --backend/--device/--dtype and list the runnable targets.
-
-    An explicitly requested device or dtype that a backend does not support is
-    simply not combined with it; a backend unavailable here is skipped with
-    its reason (reported, never an error).
-    """
-    names = choose(args.backend, registry.names(), "backend")
-    devices = choose(getattr(args, "device", []), DEVICES, "device")
-    dtypes = choose(args.dtype, DTYPES, "dtype")
-    selection = Selection(registry, [], plugin_files=tuple(getattr(args, "plugin", [])))
-    for name in names:
-        backend = registry.get(name)
-        for device in (d for d in devices if d in backend.devices):
-            reason = registry.unavailable(name, device)
-            if reason:
-                selection.skipped.append((name, device, reason))
-                continue
-            selection.targets.extend(Target(name, device, dt) for dt in dtypes if dt in backend.dtypes)
-    return selection
-
-
-def open_results(args: argparse.Namespace) -> ResultsFile:
-    """The results file for this run: new (``--out`` or a default name) or resumed."""
-    if getattr(args, "resume", None):
-        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+def open_results(out: Optional[str], resume: Optional[str]) -> ResultsFile:
+    """The results file for this run: new (``out`` or a default name) or ``resume``d."""
+    if resume:
+        if out and Path(out).resolve() != Path(resume).resolve():
             raise UsageError("--resume FILE continues FILE itself; leave out --out or give the same path")
-        return ResultsFile(args.resume, resume=True)
-    path = Path(args.out) if args.out else default_path()
+        return ResultsFile(resume, resume=True)
+    path = Path(out) if out else default_path()
     if path.exists() and path.is_dir():
         raise UsageError(f"--out {path}: is a directory")
     return ResultsFile(path)
-
-
-def executor_for(args: argparse.Namespace):
-    """Isolated workers unless ``--no-isolate``; ``--memory-limit 0`` lifts the limit."""
-    limit = args.memory_limit if args.memory_limit is not None else default_memory_limit()
-    return make_executor(not args.no_isolate, tuple(args.plugin), timeout=args.timeout, memory_limit=limit or None)
 
 
 @dataclass
@@ -183,22 +133,3 @@ def _progress(total: int, desc: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="case", file=sys.stderr, leave=False, dynamic_ncols=True)
-
-
-def report_skipped(selection: Selection) -> None:
-    for name, device, reason in selection.skipped:
-        print(f"skipped {name} on {device}: {reason}", file=sys.stderr)
-
-
-__all__ = [
-    "InProcessExecutor",
-    "Selection",
-    "Target",
-    "Unit",
-    "execute",
-    "executor_for",
-    "load",
-    "open_results",
-    "report_skipped",
-    "select",
-]

@@ -40,6 +40,17 @@ else:
     SIZES = ["1x1024", "8x32000", "1x128256"]
 
 
+def _unavailable(registry, backend, device, dtype):
+    """The engine's own availability-and-dtype test, where this commit has one."""
+    try:
+        from softmax_bench.selection import unavailable
+    except ImportError:  # commits from before the commands layer
+        reason = registry.unavailable(backend, device)
+        declared = registry.get(backend).dtypes
+        return reason or (None if dtype in declared else f"supports {', '.join(declared)} only")
+    return unavailable(registry, backend, device, dtype)
+
+
 def _require_engine():
     if timing is None:
         raise NotImplementedError(_MISSING)
@@ -82,7 +93,11 @@ def worst_error(backend, device, dtype):
     from softmax_bench import cases
     from softmax_bench.checks import run_case
     from softmax_bench.isolation import InProcessExecutor
-    from softmax_bench.suite import Target
+
+    try:
+        from softmax_bench.selection import Target
+    except ImportError:  # commits from before the commands layer
+        from softmax_bench.suite import Target
 
     worst = 0.0
     for name in TRACK_CASES:
@@ -105,9 +120,7 @@ class TrackError:
         registry = load_backends()
         if backend not in registry.names():
             raise NotImplementedError(f"no backend {backend!r} at this commit")
-        reason = registry.unavailable(backend, device)
-        if reason is None and dtype not in registry.get(backend).dtypes:
-            reason = f"supports {', '.join(registry.get(backend).dtypes)} only"
+        reason = _unavailable(registry, backend, device, dtype)
         if reason:
             raise NotImplementedError(reason)
 

@@ -13,7 +13,7 @@ import pytest
 from softmax_bench import load_backends
 from softmax_bench.execute import call
 
-from conftest import registry_targets
+from helpers import registry_targets
 
 REGISTRY = load_backends()
 RTOL = {"float64": 1e-13, "float32": 2e-6, "float16": 2e-3, "bfloat16": 2e-2}

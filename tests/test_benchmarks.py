@@ -17,7 +17,7 @@ from softmax_bench import load_backends, timing
 from softmax_bench.dtypes import info
 from softmax_bench.sizes import Size
 
-from conftest import registry_targets
+from helpers import registry_targets
 
 REGISTRY = load_backends()
 SIZES = [Size(1, 1024), Size(8, 32000), Size(1, 128256)]

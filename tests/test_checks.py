@@ -13,17 +13,19 @@ import numpy as np
 import pytest
 
 from softmax_bench import cases, load_backends
-from softmax_bench.checks import classify, plan, spacing, tolerance
+from softmax_bench.checks import plan
+from softmax_bench.figures import classify, spacing, tolerance
 from softmax_bench.isolation import InProcessExecutor
 from softmax_bench.results import ResultsFile
-from softmax_bench.suite import Target, execute
+from softmax_bench.selection import Target
+from softmax_bench.suite import execute
 
-from conftest import plugin, run_console
+from helpers import plugin, run_console
 
 
 def run_all(name: str, plugin_file: str, dtype: str = "float32", tmp_path=None) -> dict[str, dict]:
     """Every case for one backend, in-process; records by (case, op)."""
-    executor = InProcessExecutor((plugin_file,))
+    executor = InProcessExecutor()
     results = ResultsFile(tmp_path / f"{name}.json", env={})
     execute(plan([Target(name, "cpu", dtype)], cases.CASES, (plugin_file,)), results, executor)
     return {(r["case"], r["op"]): r for r in results.records}
@@ -103,10 +105,11 @@ def test_check_max_shift_exits_0_and_records_conventions(tmp_path):
     proc = run_console("check", "--backend", "max-shift", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     records = json.loads(out.read_text())["records"]
-    assert all(r["passed"] is not False for r in records)
+    mine = [r for r in records if not r.get("reference")]
+    assert len(mine) > 100 and not [r for r in mine if r["passed"] is False]
     refs = {(r["backend"], r["case"]): r["behaviour"] for r in records if r.get("reference")}
-    if ("ref.torch", "all_neg_inf") in refs:  # torch installed: its documented conventions (ANCHORS.md)
-        assert refs[("ref.torch", "all_neg_inf")] == "nan-row" and refs[("ref.torch", "pos_inf")] == "nan-row"
+    # torch is a test dependency: its documented conventions (ANCHORS.md) are in the matrix.
+    assert refs[("ref.torch", "all_neg_inf")] == "nan-row" and refs[("ref.torch", "pos_inf")] == "nan-row"
     assert "Overflow behaviour" in proc.stdout
 
 
@@ -148,7 +151,7 @@ def test_backends_not_declaring_an_op_are_not_asked_for_it():
 
 
 def test_readme_documents_every_case():
-    from conftest import ROOT
+    from helpers import ROOT
 
     readme = (ROOT / "README.md").read_text()
     for name in cases.names():

@@ -18,18 +18,18 @@ import os
 import numpy as np
 import pytest
 
-from softmax_bench import cases, load_backends
+from softmax_bench import DTYPES, cases, load_backends
 from softmax_bench import dtypes as dt
 from softmax_bench.checks import run_case
 from softmax_bench.execute import supports
 from softmax_bench.isolation import InProcessExecutor
-from softmax_bench.suite import Target
+from softmax_bench.selection import Target
 
 PLUGINS = tuple(p for p in os.environ.get("SOFTMAX_BENCH_PLUGINS", "").split(os.pathsep) if p)
 REGISTRY = load_backends(PLUGINS)
-EXECUTOR = InProcessExecutor(PLUGINS)
+EXECUTOR = InProcessExecutor()
 
-ALL = ("float64", "float32", "float16", "bfloat16")
+ALL = DTYPES
 WIDE = ("float64", "float32", "bfloat16")  # exp(x) overflows where float32 does
 BOTH = ("softmax", "log_softmax")
 

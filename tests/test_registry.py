@@ -13,7 +13,7 @@ import pytest
 from softmax_bench import Backend, BackendError, load_backends
 from softmax_bench.registry import RegistryWarning
 
-from conftest import plugin, run_console
+from helpers import plugin, run_console
 
 BUILTINS = {"naive", "max-shift", "online", "lse", "torch-fused", "jax", "cupy"}
 
@@ -104,7 +104,7 @@ def test_bad_arguments_give_one_line_and_exit_2(cli, argv, expected):
 
 
 def test_console_script_lists_builtins():
-    proc = run_console("list")
+    proc = run_console("list", entry="softmax-bench")
     assert proc.returncode == 0, proc.stderr
     for name in BUILTINS:
         assert name in proc.stdout

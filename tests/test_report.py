@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from softmax_bench import report
-from softmax_bench.report import (
-    FASTEST, README_BEGIN, README_END, format_seconds, load_runs, merge, overflow_table, speed_table,
-)
+from softmax_bench import documents, plots, tables
+from softmax_bench.documents import README_BEGIN, README_END
+from softmax_bench.formatting import format_seconds
+from softmax_bench.runs import load_runs, merge
+from softmax_bench.tables import FASTEST, overflow_table, speed_table
 from softmax_bench.results import ResultsError, load
 
-from conftest import ROOT, run_console
+from helpers import ROOT, run_console
 from golden import GPU, SMALL, check_golden, edited, timing
 
 # ---------------------------------------------------------------- golden output
@@ -114,7 +115,7 @@ def test_html_escapes_names_from_the_file(tmp_path, cli):
 
 def test_html_escaping_check_catches_unsafehtml(tmp_path, cli, monkeypatch):
     """Negative control: with tabulate's unsafehtml the same check fails."""
-    monkeypatch.setitem(report.TABLEFMT, "html", "unsafehtml")
+    monkeypatch.setitem(tables.TABLEFMT, "html", "unsafehtml")
     status, out, _ = cli("report", _hostile(tmp_path), "--format", "html")
     assert status == 0
     assert not _inert(out)
@@ -280,8 +281,8 @@ def test_out_writes_report_and_plots_linked_from_it(tmp_path, cli):
 
 
 def test_html_and_latex_reports_are_written_beside_report_md(tmp_path, cli, monkeypatch):
-    monkeypatch.setattr(report, "plot_bandwidth", lambda records, out: [])  # tables only: keep it fast
-    monkeypatch.setattr(report, "plot_error_vs_scale", lambda records, out: [])
+    monkeypatch.setattr(documents, "plot_bandwidth", lambda records, out: [])  # tables only: keep it fast
+    monkeypatch.setattr(documents, "plot_error_vs_scale", lambda records, out: [])
     for fmt, name in (("html", "report.html"), ("latex", "report.tex")):
         status, _, _ = cli("report", SMALL, "--out", tmp_path, "--format", fmt)
         assert status == 0
@@ -300,7 +301,7 @@ def test_without_matplotlib_the_tables_are_still_written(tmp_path, cli, monkeypa
     def no_matplotlib():
         raise ImportError("No module named 'matplotlib'")
 
-    monkeypatch.setattr(report, "_pyplot", no_matplotlib)
+    monkeypatch.setattr(plots, "_pyplot", no_matplotlib)
     status, _, err = cli("report", GPU, "--out", tmp_path)
     assert status == 0
     assert err.startswith("warning: matplotlib is not installed") and err.count("\n") == 1
@@ -318,7 +319,7 @@ def test_out_that_is_a_file_is_exit_2(tmp_path, cli):
 
 
 def test_readme_block_is_replaced_and_links_resolve(tmp_path, cli, monkeypatch):
-    monkeypatch.setattr(report, "plot_error_vs_scale", lambda records, out: [])  # one kind of plot is enough
+    monkeypatch.setattr(documents, "plot_error_vs_scale", lambda records, out: [])  # one kind of plot is enough
     readme = tmp_path / "README.md"
     readme.write_text(f"# Results\n\nbefore\n\n{README_BEGIN}\nold tables\n{README_END}\n\nafter\n")
     status, _, err = cli("report", GPU, "--out", tmp_path / "published", "--readme", readme)

@@ -1,0 +1,48 @@
+"""``softmax-bench check``: the shared correctness suite; exit 0 when every judged case passes, 1 otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import options
+
+HELP = "run the shared correctness suite"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    options.add_selection(p)
+    p.add_argument("--case", action="append", default=[], metavar="C", help="case to run (repeatable; default: all)")
+    p.add_argument("--jobs", "-j", type=options.positive_int, default=None, metavar="N",
+                   help="backends checked at once, each in its own worker (default: the number of CPUs, at most 4)")
+    options.add_plugin(p)
+    options.add_engine(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..check_summary import summarise
+    from ..checks import convention_units, plan, select_cases
+    from ..suite import execute
+
+    registry = options.registry(args)
+    selection = options.selection(args, registry)
+    chosen = select_cases(args.case)
+    options.say_skipped(selection)
+    if not selection.targets:
+        print("nothing to check: no selected backend is available here", file=sys.stderr)
+        return 0
+    results = options.results(args)
+    units = plan(selection.targets, chosen, selection.plugin_files)
+    units += convention_units(chosen)  # what torch, jax and scipy do, beside every matrix
+    jobs = args.jobs or min(os.cpu_count() or 1, 4)
+    try:
+        with options.executor(args) as executor:
+            execute(units, results, executor, desc="check", jobs=jobs)
+    except KeyboardInterrupt:
+        print(f"interrupted: {len(results.records)} records kept in {results.path}", file=sys.stderr)
+        return 130
+    summarise(results.records)
+    print(f"\nresults: {results.path}")
+    failed = any(r.get("passed") is False for r in results.records if not r.get("reference"))
+    return 1 if failed else 0

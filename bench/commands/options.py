@@ -1,0 +1,102 @@
+"""What several verbs share: argument types, option groups, and turning options into engine objects."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+from ..backend import DEVICES, DTYPES
+from ..formatting import parse_bytes
+from ..isolation import make_executor
+from ..registry import Registry
+from ..results import ResultsFile
+from ..selection import Selection, load_registry, select
+from ..suite import open_results
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number >= 0")
+    return value
+
+
+def byte_size(text: str) -> int:
+    """Bytes from '512M', '2G', '1.5GiB' or a plain integer; 0 means no limit."""
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_selection(p: argparse.ArgumentParser, devices: bool = True) -> None:
+    p.add_argument("--backend", action="append", default=[], metavar="NAME", help="backend to include (repeatable; default: all)")
+    p.add_argument("--dtype", action="append", default=[], metavar="D", help=f"dtype (repeatable; {', '.join(DTYPES)})")
+    if devices:
+        p.add_argument("--device", action="append", default=[], metavar="D", help=f"device (repeatable; {', '.join(DEVICES)}; default: every available one)")
+
+
+def add_plugin(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="load backends from a single Python file (repeatable)")
+
+
+def add_engine(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", metavar="FILE", help="results file (default: results/<time>-<host>.json)")
+    p.add_argument("--resume", metavar="FILE", help="continue an interrupted run, skipping what FILE holds")
+    p.add_argument("--timeout", type=positive_float, default=120.0, metavar="SECONDS", help="per-case limit before a backend counts as hung (default 120)")
+    p.add_argument("--memory-limit", type=byte_size, default=None, metavar="SIZE", help="memory a backend worker may use (default 80%% of RAM; 0: none)")
+    p.add_argument("--no-isolate", action="store_true", help="run backends in this process (debugging; no timeout or crash protection)")
+
+
+def registry(args: argparse.Namespace) -> Registry:
+    """The registry with the command's plugin files; its warnings go to stderr, one line each."""
+    loaded = load_registry(args.plugin)
+    for message in loaded.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    return loaded
+
+
+def selection(args: argparse.Namespace, registry_: Registry) -> Selection:
+    """The targets of --backend/--device/--dtype (``UsageError`` for a name that is not valid)."""
+    return select(args.backend, args.device, args.dtype, registry_, args.plugin)
+
+
+def say_skipped(chosen: Selection) -> None:
+    """What cannot run here, one line each on stderr (after every option was validated)."""
+    for name, device, reason in chosen.skipped:
+        print(f"skipped {name} on {device}: {reason}", file=sys.stderr)
+
+
+def results(args: argparse.Namespace) -> ResultsFile:
+    """The results file of --out or --resume."""
+    return open_results(args.out, args.resume)
+
+
+def executor(args: argparse.Namespace) -> Any:
+    """Isolated workers unless --no-isolate, with --timeout and --memory-limit."""
+    return make_executor(not args.no_isolate, timeout=args.timeout, memory_limit=args.memory_limit)

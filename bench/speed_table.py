@@ -1,0 +1,54 @@
+"""``run``'s comparison table on the console: one row per timing, and the ratio to a baseline."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from .formatting import format_seconds, human_bytes
+from .sizes import Size
+
+BASELINE = "max-shift"  # the default reference backend of the comparison table
+
+
+def relative_to_baseline(records: Sequence[dict[str, Any]], baseline: str = BASELINE) -> dict[int, Optional[float]]:
+    """For each record (by index): baseline median / its median at the same device, dtype, size, mode.
+
+    Above 1 means faster than ``baseline``; ``None`` where either time is missing.
+    """
+    def key(r):
+        return (r["device"], r["dtype"], r["rows"], r["vocab"], r.get("mode"))
+
+    base = {key(r): r["median_s"] for r in records if r["backend"] == baseline and r.get("median_s")}
+    return {
+        i: (base[key(r)] / r["median_s"]) if r.get("median_s") and base.get(key(r)) else None
+        for i, r in enumerate(records)
+    }
+
+
+def _peak(record: dict[str, Any]) -> str:
+    if record.get("peak_bytes") is None:
+        return "-"
+    # A resident-set figure misses memory the allocator already held: a lower bound.
+    return ("≥ " if record.get("peak_method") == "rss" else "") + human_bytes(record["peak_bytes"])
+
+
+def table(records: Sequence[dict[str, Any]], baseline: str = BASELINE, tablefmt: str = "simple") -> str:
+    """The comparison table of timing records (tabulate)."""
+    from tabulate import tabulate
+
+    relative = relative_to_baseline(records, baseline)
+    rows = []
+    for i, r in enumerate(records):
+        fraction = r.get("copy_fraction")
+        rel = relative[i]
+        rows.append([
+            r["backend"], r["device"], r["dtype"], Size(r["rows"], r["vocab"]).label, r.get("mode"),
+            format_seconds(r.get("median_s"), "-"), format_seconds(r.get("iqr_s"), "-"),
+            f"{r['gbps']:.2f}" if r.get("gbps") else "-",
+            f"{100 * fraction:.0f}%" if fraction else "-",
+            _peak(r),
+            f"{rel:.2f}x" if rel else "-",
+            r.get("reason") or "" if r.get("median_s") is None else "",
+        ])
+    headers = ["backend", "device", "dtype", "size", "mode", "median", "IQR", "GB/s", "% copy", "peak mem", f"vs {baseline}", "note"]
+    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
