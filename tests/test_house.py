@@ -145,3 +145,13 @@ def test_usage_errors_are_one_line_and_exit_2_however_the_tool_is_started(entry,
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and words in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_every_subpackage_is_installed():
+    # A folder of bench/ missing from [tool.setuptools] packages works in an editable
+    # install and is absent from a regular one (the Quick start's first line).
+    import tomllib
+
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {"softmax_bench." + ".".join(p.parent.relative_to(PACKAGE).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert folders - {"softmax_bench."} <= declared and "softmax_bench" in declared
