@@ -65,6 +65,7 @@ class Backend:
     log_softmax_vjp: Optional[SoftmaxFn] = None
     cross_entropy: Optional[SoftmaxFn] = None
     cross_entropy_fwd_bwd: Optional[SoftmaxFn] = None
+    parallel: Optional[str] = None
     available: Optional[AvailabilityFn] = None
     description: str = ""
     origin: str = field(default="", compare=False)
@@ -106,6 +107,8 @@ def validate(backend: Backend) -> None:
     for dtype in backend.dtypes:
         if dtype not in DTYPES:
             raise BackendError(f"{where}: dtypes has {dtype!r}; valid: {', '.join(DTYPES)}")
+    if backend.parallel is not None and backend.parallel not in PARALLEL:
+        raise BackendError(f"{where}: parallel={backend.parallel!r}; valid: None, {', '.join(PARALLEL)}")
     if not callable(backend.softmax):
         raise BackendError(f"{where}: softmax must be callable (x, axis=-1) -> array")
     for op in OPS[1:] + ("available",):
