@@ -109,6 +109,36 @@ class Adapter:
         """dx = J(fn)(x)^T dy by autodiff; raises NotImplementedError where none exists."""
         raise NotImplementedError(f"{self.library} has no autodiff")
 
+    @property
+    def xp(self) -> Any:
+        """The library's NumPy-like array namespace."""
+        return np
+
+    def fill_scaled(self, out: Any, source: Any, scale: float, dtype: str) -> Any:
+        """``source * scale`` (float32) rounded to ``dtype``, written into ``out`` (new when None): one pass."""
+        if out is None:
+            out = self.xp.empty(source.shape, dtype=dt.np_dtype(dtype))
+        self.xp.multiply(source, np.float32(scale), out=out, casting="unsafe")
+        return out
+
+    def index_array(self, index: np.ndarray, device: str) -> Any:
+        """An int64 index array (the cross-entropy targets) on ``device``."""
+        return np.asarray(index, dtype=np.int64)
+
+    def nll(self, log_p: Any, target: Any, ignore_index: int) -> Any:
+        """-log_p[row, target[row]] per row, 0 where target is ``ignore_index``: a derived loss."""
+        xp = self.xp
+        ignored = target == ignore_index
+        picked = xp.take_along_axis(log_p, xp.where(ignored, 0, target)[:, None], axis=-1)[:, 0]
+        return xp.where(ignored, xp.zeros_like(picked), -picked)
+
+    def scatter_rows(self, target: Any, values: Any, like: Any, ignore_index: int) -> Any:
+        """An array shaped like ``like``: ``values[row]`` at (row, target[row]), 0 elsewhere and on ignored rows."""
+        xp = self.xp
+        columns = xp.arange(like.shape[-1])[None, :]
+        hit = (columns == target[:, None]) & (target[:, None] != ignore_index)
+        return xp.where(hit, values[:, None], xp.zeros((), dtype=like.dtype)).astype(like.dtype)
+
     def randn(self, shape: tuple, dtype: str, device: str, seed: int) -> Any:
         """Standard-normal data generated without a float64 copy of the whole array."""
         rng = np.random.default_rng(seed)
@@ -178,6 +208,23 @@ class TorchAdapter(Adapter):
         x = x.detach().requires_grad_(True)
         (dx,) = self.torch.autograd.grad(fn(x, axis=axis), x, grad_outputs=dy)
         return dx
+
+    def index_array(self, index: np.ndarray, device: str) -> Any:
+        return self.torch.from_numpy(np.array(index, dtype=np.int64)).to(device)  # a writable copy
+
+    def fill_scaled(self, out: Any, source: Any, scale: float, dtype: str) -> Any:
+        if out is None:
+            out = self.torch.empty(source.shape, dtype=self._dtype(dtype), device=source.device)
+        return self.torch.mul(source, scale, out=out)
+
+    def nll(self, log_p: Any, target: Any, ignore_index: int) -> Any:
+        return self.torch.nn.functional.nll_loss(log_p, target, reduction="none", ignore_index=ignore_index)
+
+    def scatter_rows(self, target: Any, values: Any, like: Any, ignore_index: int) -> Any:
+        out = self.torch.zeros_like(like)
+        kept = target != ignore_index
+        out[kept] = out[kept].scatter(1, target[kept][:, None], values[kept][:, None].to(like.dtype))
+        return out
 
     def randn(self, shape: tuple, dtype: str, device: str, seed: int) -> Any:
         gen = self.torch.Generator(device=device).manual_seed(seed)
@@ -260,6 +307,18 @@ class JaxAdapter(Adapter):
         _, pullback = self.jax.vjp(lambda a: fn(a, axis=axis), x)
         return pullback(dy)[0]
 
+    @property
+    def xp(self) -> Any:
+        return self.jax.numpy
+
+    def index_array(self, index: np.ndarray, device: str) -> Any:
+        return self.jax.device_put(np.asarray(index, dtype=np.int64), self._device(device))
+
+    def fill_scaled(self, out: Any, source: Any, scale: float, dtype: str) -> Any:
+        # JAX arrays are immutable: a new one each time (XLA reuses the freed buffer).
+        jnp = self.jax.numpy
+        return (source * jnp.float32(scale)).astype(getattr(jnp, dtype))
+
     def randn(self, shape: tuple, dtype: str, device: str, seed: int) -> Any:
         jnp = self.jax.numpy
         key = self.jax.random.PRNGKey(seed)
@@ -314,6 +373,13 @@ class CupyAdapter(Adapter):
     def copy_op(self, like: Any) -> Callable[[Any], Any]:
         out = self.cupy.empty_like(like)
         return lambda x: self.cupy.copyto(out, x)
+
+    @property
+    def xp(self) -> Any:
+        return self.cupy
+
+    def index_array(self, index: np.ndarray, device: str) -> Any:
+        return self.cupy.asarray(np.asarray(index, dtype=np.int64))
 
     def randn(self, shape: tuple, dtype: str, device: str, seed: int) -> Any:
         rng = self.cupy.random.default_rng(seed)

@@ -17,12 +17,15 @@ DEVICES = ("cpu", "cuda")
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 # The functions a Backend may hold (``softmax`` is required, the rest optional).
 OPS = ("softmax", "log_softmax", "softmax_vjp", "log_softmax_vjp", "cross_entropy", "cross_entropy_fwd_bwd")
-# What the correctness suite checks: the values, and the gradients. ce_grad is
-# the cross-entropy gradient p - onehot, obtained the way a user of the backend
-# would: its log_softmax, then its log_softmax VJP with dy = -onehot (or
-# autodiff through its log_softmax).
-VALUE_OPS = ("softmax", "log_softmax")
+# What the correctness suite checks: the values, and the gradients.
+# cross_entropy is the per-row loss, ce_grad its gradient dloss * (p - onehot),
+# each obtained the way a user of the backend would (see execute.route).
+VALUE_OPS = ("softmax", "log_softmax", "cross_entropy")
 GRADIENT_OPS = ("softmax_vjp", "log_softmax_vjp", "ce_grad")
+# What the timing engine times: each op in each pass (forward; backward given the
+# saved forward and an upstream gradient; both in one call, the training step).
+TIMED_OPS = ("softmax", "log_softmax", "cross_entropy")
+PASSES = ("fwd", "bwd", "full")
 # Ways a backend may spread one softmax over processes: "vocab" shards the reduced axis.
 PARALLEL = ("vocab",)
 # Target index of a row that contributes no loss and no gradient (torch, Liger, Megatron).

@@ -19,9 +19,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import dtypes as dt
-from .backend import GRADIENT_OPS, VALUE_OPS
+from .backend import GRADIENT_OPS, IGNORE_INDEX, VALUE_OPS
 from .dtypes import FloatInfo
 
+SOFTMAX_OPS = ("softmax", "log_softmax")
+CE_OPS = ("cross_entropy", "ce_grad")
 FULL = VALUE_OPS + GRADIENT_OPS
 VOCABS = (32000, 50257, 128256, 151936, 256000)
 
@@ -33,7 +35,7 @@ class Case:
     name: str
     doc: str
     make: Callable[[FloatInfo, np.random.Generator], np.ndarray]
-    ops: tuple[str, ...] = VALUE_OPS
+    ops: tuple[str, ...] = SOFTMAX_OPS
     axis: int = -1
     expected: Optional[str] = "correct"
     special: bool = False  # a column of the overflow-behaviour matrix
@@ -41,6 +43,9 @@ class Case:
     strided: bool = False
     scale: Optional[float] = None  # logit scale, for error-vs-scale plots
     anchor: Optional[int] = None
+    # Cross-entropy targets from the logits of each row (reduced axis last), an
+    # index or IGNORE_INDEX per row; None: the second largest logit.
+    pick: Optional[Callable[[np.ndarray], np.ndarray]] = None
 
     @property
     def judged(self) -> bool:
@@ -57,8 +62,16 @@ class Case:
         """A seeded random dy of the input's shape, representable in ``dtype``."""
         return _cotangent(self, dtype)
 
+    def target_index(self, dtype: str) -> np.ndarray:
+        """The cross-entropy target of each row (reduced axis last, rows flattened): int64, IGNORE_INDEX = no loss."""
+        return _target_index(self, dtype)
+
+    def dloss(self, dtype: str) -> np.ndarray:
+        """A seeded upstream gradient of each row's loss, in [0.5, 2), representable in ``dtype``."""
+        return _dloss(self, dtype)
+
     def targets(self, dtype: str) -> np.ndarray:
-        """dy = -onehot(target) for the cross-entropy gradient (target: the second largest logit)."""
+        """dy = -dloss * onehot(target) in the input's shape: the cross-entropy gradient's cotangent of log_softmax."""
         return _targets(self, dtype)
 
 
@@ -86,14 +99,40 @@ def _cotangent(case: Case, dtype: str) -> np.ndarray:
     return dy
 
 
+def _second_largest(rows: np.ndarray) -> np.ndarray:
+    order = np.argsort(np.where(np.isnan(rows), -np.inf, rows), axis=-1, kind="stable")
+    return order[:, -min(2, rows.shape[-1])]
+
+
+@lru_cache(maxsize=None)
+def _target_index(case: Case, dtype: str) -> np.ndarray:
+    x = np.moveaxis(_inputs(case, dtype), case.axis, -1)
+    rows = x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1)
+    if rows.shape[-1] == 0:
+        target = np.full(rows.shape[0], IGNORE_INDEX)
+    else:
+        target = (case.pick or _second_largest)(rows)
+    target = np.asarray(target, dtype=np.int64)
+    target.setflags(write=False)
+    return target
+
+
+@lru_cache(maxsize=None)
+def _dloss(case: Case, dtype: str) -> np.ndarray:
+    n_rows = len(_target_index(case, dtype))
+    dloss = _round(_rng(case.name, "dloss").uniform(0.5, 2.0, n_rows), dtype)
+    dloss.setflags(write=False)
+    return dloss
+
+
 @lru_cache(maxsize=None)
 def _targets(case: Case, dtype: str) -> np.ndarray:
     x = np.moveaxis(_inputs(case, dtype), case.axis, -1)
-    dy = np.zeros(x.shape)
-    if x.shape[-1] > 0:
-        target = np.argsort(np.where(np.isnan(x), -np.inf, x), axis=-1, kind="stable")[..., -min(2, x.shape[-1])]
-        np.put_along_axis(dy, target[..., None], -1.0, axis=-1)
-    dy = np.moveaxis(dy, -1, case.axis)
+    target, dloss = _target_index(case, dtype), _dloss(case, dtype)
+    dy = np.zeros((len(target), x.shape[-1] if x.ndim else 1))
+    kept = target != IGNORE_INDEX
+    dy[np.flatnonzero(kept), target[kept]] = -dloss[kept]
+    dy = np.moveaxis(dy.reshape(x.shape), -1, case.axis)
     dy.setflags(write=False)
     return dy
 
@@ -124,12 +163,12 @@ def _masked_long(fi, rng):
 CASES: tuple[Case, ...] = (
     # Random logits at growing scales: the error grows with max - x_i (BHH).
     *(
-        Case(f"randn_scale_{s:g}", f"{s:g} * randn, 8 rows x 1000", _randn((8, 1000), s), FULL if s <= 10 else VALUE_OPS, scale=s,
+        Case(f"randn_scale_{s:g}", f"{s:g} * randn, 8 rows x 1000", _randn((8, 1000), s), FULL if s <= 10 else SOFTMAX_OPS, scale=s,
              anchor=5 if s == 4 else None)
         for s in (1, 3, 4, 10, 30, 100)
     ),
     Case("offset_1e4", "1e4 + randn, 4 x 1000: naive overflows; exp(x - lse) loses abs(lse) units of roundoff", _randn((4, 1000), 1.0, 1e4), anchor=1),
-    *(Case(f"vocab_{n}", f"one row of 3 * randn over a {n}-token vocabulary", _randn((1, n), 3.0)) for n in VOCABS),
+    *(Case(f"vocab_{n}", f"one row of 3 * randn over a {n}-token vocabulary", _randn((1, n), 3.0), SOFTMAX_OPS + CE_OPS) for n in VOCABS),
     Case("shape_1d", "a 1-D input of 1000", _randn((1000,), 3.0)),
     Case("shape_3d", "3-D input (2, 3, 500), softmax over the last axis", _randn((2, 3, 500), 3.0)),
     Case("shape_3d_axis1", "3-D input (2, 500, 3), softmax over axis 1", _randn((2, 500, 3), 3.0), FULL, axis=1),
@@ -142,8 +181,17 @@ CASES: tuple[Case, ...] = (
            lambda fi, rng, n=n: np.zeros((1, n)), anchor=4) for n in (512, 4096, 65536)),
     Case("log_softmax_tail", "log_softmax([0, -20]) = -2.06e-9 (float32); torch, jax and scipy return 0", _row(0.0, -20.0), anchor=6),
     Case("log_of_softmax", "[0, -100]: log(softmax(x)) gives -99.983, log_softmax -100", _row(0.0, -100.0), anchor=7),
-    Case("ce_large_margin", "cross-entropy gradient on [0, 200]: via log(softmax) the loss is inf and the gradient NaN",
-         _row(0.0, 200.0), ("log_softmax", "ce_grad"), anchor=7),
+    Case("ce_large_margin", "cross-entropy on [0, 200], target 0: the loss is exactly 200 and the gradient finite; "
+         "via log(softmax) the loss is inf and the gradient NaN", _row(0.0, 200.0), ("log_softmax",) + CE_OPS, anchor=7),
+    Case("ce_target_max", "cross-entropy with each row's target at its largest logit: the smallest losses",
+         _randn((8, 1000), 3.0), CE_OPS, pick=lambda rows: np.argmax(rows, axis=-1)),
+    Case("ce_target_tiny", "cross-entropy with each row's target at its smallest logit: p_target near 1e-8",
+         _randn((8, 1000), 3.0), CE_OPS, pick=lambda rows: np.argmin(rows, axis=-1)),
+    Case("ce_target_masked", "cross-entropy with the target at a masked (-inf) logit: loss +inf, gradient finite; recorded",
+         _with((2, 64), (slice(None), 7), -np.inf), CE_OPS, expected=None, pick=lambda rows: np.full(len(rows), 7)),
+    Case("ce_ignore_index", f"cross-entropy with every other row's target {IGNORE_INDEX} (ignore_index): loss 0 and gradient 0 there",
+         _randn((8, 1000), 3.0), CE_OPS,
+         pick=lambda rows: np.where(np.arange(len(rows)) % 2 == 1, IGNORE_INDEX, _second_largest(rows))),
     Case("log_softmax_equal_large", "log_softmax([1e8, 1e8]) = -0.693; x - (max + log s) gives 0 (not float16: 1e8 overflows)",
          _row(1e8, 1e8), dtypes=("float64", "float32", "bfloat16"), anchor=8),
     # Special values: the columns of the overflow-behaviour matrix.

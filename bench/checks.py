@@ -16,7 +16,6 @@ import numpy as np
 
 from . import cases as case_catalog
 from . import execute
-from .backend import VALUE_OPS
 from .cases import Case
 from .figures import evaluate, inputs_for
 from .isolation import BackendFailure
@@ -61,7 +60,7 @@ def failure_record(target: Target, case: Case, op: str, failure: BackendFailure)
 def run_case(executor: Any, target: Target, case: Case, op: str, plugin_files: Sequence[str] = ()) -> dict[str, Any]:
     """Run one (target, case, op) through ``executor`` and return its check record."""
     backend = cached(plugin_files).get(target.backend)
-    path = "value" if op in VALUE_OPS else execute.gradient_path(backend, op)
+    path = "value" if op in ("softmax", "log_softmax") else execute.route(backend, op)
     given = inputs_for(case, target.dtype, op, path)
     start = time.perf_counter()
     out = executor.run(

@@ -5,6 +5,11 @@ runs inside an isolated worker or in-process alike. The output is validated
 against the contract (array type, shape, dtype, device) before it is brought
 back to NumPy: a backend that returns the wrong thing fails here with the
 reason, rather than being judged on garbage.
+
+``route`` says how an op is obtained from a backend, the way a user of it
+would: its own function ("explicit"), a fused forward+backward ("fused"),
+composed from its other functions ("derived": log_softmax then a gather for
+the loss, log_softmax's VJP for the gradient), or autodiff (torch, jax).
 """
 
 from __future__ import annotations
@@ -14,32 +19,44 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from . import adapters, registry
-from .backend import VALUE_OPS, Backend
+from .backend import IGNORE_INDEX, Backend
 from .isolation import BackendFailure
 
-_FORWARD_OF = {"softmax_vjp": "softmax", "log_softmax_vjp": "log_softmax", "ce_grad": "log_softmax"}
-_VJP_OF = {"softmax_vjp": "softmax_vjp", "log_softmax_vjp": "log_softmax_vjp", "ce_grad": "log_softmax_vjp"}
-_AUTODIFF_LIBRARIES = ("torch", "jax")
+AUTODIFF_LIBRARIES = ("torch", "jax")
+_FORWARD_OF = {"softmax_vjp": "softmax", "log_softmax_vjp": "log_softmax"}
 
 
-def gradient_path(backend: Backend, op: str) -> Optional[str]:
-    """How ``op`` is obtained: "explicit" (the backend's own function), "autodiff", or None.
+def route(backend: Backend, op: str) -> Optional[str]:
+    """How ``op`` is obtained from ``backend`` ("explicit", "fused", "derived", "autodiff"), or None.
 
-    An explicit VJP takes (y, dy): the forward output and the cotangent. An
-    autodiff VJP takes (x, dy) and differentiates the backend's forward op.
+    An explicit VJP takes (y, dy): the forward output and the cotangent; an
+    autodiff one takes (x, dy) and differentiates the forward. The loss and
+    its gradient take the logits, the targets and (for the gradient) dloss.
     """
-    if backend.function(_VJP_OF[op]) is not None and backend.function(_FORWARD_OF[op]) is not None:
-        return "explicit"
-    if backend.library in _AUTODIFF_LIBRARIES and backend.function(_FORWARD_OF[op]) is not None:
-        return "autodiff"
-    return None
+    has = backend.function
+    autodiff = backend.library in AUTODIFF_LIBRARIES
+    if op in ("softmax", "log_softmax"):
+        return "explicit" if has(op) else None
+    if op in _FORWARD_OF:
+        forward = has(_FORWARD_OF[op])
+        return "explicit" if forward and has(op) else "autodiff" if forward and autodiff else None
+    if op == "cross_entropy":
+        return ("explicit" if has("cross_entropy") else "fused" if has("cross_entropy_fwd_bwd")
+                else "derived" if has("log_softmax") else None)
+    if op == "ce_grad":
+        if has("cross_entropy_fwd_bwd"):
+            return "fused"
+        if autodiff and has("cross_entropy"):
+            return "autodiff"
+        if has("log_softmax") and has("log_softmax_vjp"):
+            return "derived"
+        return "autodiff" if autodiff and has("log_softmax") else None
+    raise ValueError(f"unknown op {op!r}")
 
 
 def supports(backend: Backend, op: str) -> bool:
     """Whether the suite can exercise ``op`` on ``backend`` at all."""
-    if op in VALUE_OPS:
-        return backend.function(op) is not None
-    return gradient_path(backend, op) is not None
+    return route(backend, op) is not None
 
 
 def check_output(adapter: adapters.Adapter, out: Any, shape: tuple, dtype: str, device: str) -> None:
@@ -56,6 +73,36 @@ def check_output(adapter: adapters.Adapter, out: Any, shape: tuple, dtype: str, 
         raise BackendFailure(f"returned an array on {where}, not {device}", "invalid")
 
 
+def _pair(result: Any, what: str) -> tuple[Any, Any]:
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise BackendFailure(f"{what} returned {type(result).__name__}, not a (loss, dlogits) pair", "invalid")
+    return result[0], result[1]
+
+
+def cross_entropy_call(backend: Backend, adapter: adapters.Adapter, op: str, how: str,
+                       x: Any, target: Any, dloss: Any, dy: Any = None) -> Any:
+    """The loss (op "cross_entropy") or its gradient ("ce_grad") of 2-D logits, by route ``how``.
+
+    ``dy`` is -dloss * onehot(target) as an array like ``x``, for the derived
+    gradient (the cotangent of log_softmax); it is built here when not given.
+    """
+    if op == "cross_entropy":
+        if how == "explicit":
+            return backend.cross_entropy(x, target, ignore_index=IGNORE_INDEX)
+        if how == "fused":
+            return _pair(backend.cross_entropy_fwd_bwd(x, target, dloss, ignore_index=IGNORE_INDEX), "cross_entropy_fwd_bwd")[0]
+        return adapter.nll(backend.log_softmax(x, axis=-1), target, IGNORE_INDEX)
+    if how == "fused":
+        return _pair(backend.cross_entropy_fwd_bwd(x, target, dloss, ignore_index=IGNORE_INDEX), "cross_entropy_fwd_bwd")[1]
+    if how == "autodiff" and backend.cross_entropy is not None:
+        return adapter.vjp(lambda a, axis=-1: backend.cross_entropy(a, target, ignore_index=IGNORE_INDEX), x, dloss, -1)
+    if dy is None:
+        dy = adapter.scatter_rows(target, -dloss, x, IGNORE_INDEX)
+    if how == "autodiff":
+        return adapter.vjp(backend.log_softmax, x, dy, -1)
+    return backend.log_softmax_vjp(backend.log_softmax(x, axis=-1), dy, axis=-1)
+
+
 def call(
     backend_name: str,
     plugin_files: Sequence[str],
@@ -68,29 +115,48 @@ def call(
 ) -> np.ndarray:
     """Run ``op`` of a registered backend and return its validated output as NumPy.
 
-    ``inputs`` holds "x" for value ops, autodiff VJPs and ``ce_grad``, "y"
-    for explicit VJPs, and "dy" for every gradient. Each is converted to the
-    backend's library, device and ``dtype``; ``strided`` makes the inputs
-    non-contiguous.
+    ``inputs`` holds "x" for value ops and autodiff VJPs, "y" for explicit
+    VJPs, and "dy" for every gradient; the cross-entropy ops also take
+    "target" (an index per row, reduced axis last) and "dloss". Each array is
+    converted to the backend's library, device and ``dtype``; ``strided``
+    makes the inputs non-contiguous.
     """
     with np.errstate(all="ignore"):  # overflow and NaN are what the suite measures, not news
         return _call(registry.cached(plugin_files).get(backend_name), device, dtype, op, inputs, axis, strided)
 
 
+def _rows(a: np.ndarray, axis: int) -> np.ndarray:
+    moved = np.moveaxis(a, axis, -1)
+    return moved.reshape(-1, moved.shape[-1]) if moved.ndim else moved.reshape(1, 1)
+
+
 def _call(backend: Backend, device: str, dtype: str, op: str, inputs: Mapping[str, np.ndarray], axis: int, strided: bool) -> np.ndarray:
     adapter = adapters.get(backend.library)
+    how = route(backend, op)
+    if how is None:
+        raise ValueError(f"backend {backend.name!r} has no {op}")
+    if op in ("cross_entropy", "ce_grad"):
+        # The loss takes 2-D logits (rows, vocab): any other layout is viewed so first.
+        x = adapter.from_numpy(_rows(inputs["x"], axis), device, dtype, strided=strided)
+        target = adapter.index_array(inputs["target"], device)
+        dloss = adapter.from_numpy(inputs["dloss"], device, dtype)
+        dy = adapter.from_numpy(_rows(inputs["dy"], axis), device, dtype) if "dy" in inputs else None
+        out = cross_entropy_call(backend, adapter, op, how, x, target, dloss, dy)
+        check_output(adapter, out, x.shape if op == "ce_grad" else x.shape[:1], dtype, device)
+        adapter.sync(device)
+        result = adapter.to_numpy(out)
+        if op == "ce_grad":
+            moved = np.moveaxis(inputs["x"], axis, -1)
+            result = np.moveaxis(result.reshape(moved.shape), -1, axis)
+        return result
     args = {name: adapter.from_numpy(value, device, dtype, strided=strided) for name, value in inputs.items()}
     shape = next(iter(inputs.values())).shape
-    if op in VALUE_OPS:
+    if op in ("softmax", "log_softmax"):
         out = backend.function(op)(args["x"], axis=axis)
-    elif op == "ce_grad" and gradient_path(backend, op) == "explicit":
-        out = backend.log_softmax_vjp(backend.log_softmax(args["x"], axis=axis), args["dy"], axis=axis)
-    elif gradient_path(backend, op) == "explicit":
+    elif how == "explicit":
         out = backend.function(op)(args["y"], args["dy"], axis=axis)
-    elif gradient_path(backend, op) == "autodiff":
-        out = adapter.vjp(backend.function(_FORWARD_OF[op]), args["x"], args["dy"], axis)
     else:
-        raise ValueError(f"backend {backend.name!r} has no {op}")
+        out = adapter.vjp(backend.function(_FORWARD_OF[op]), args["x"], args["dy"], axis)
     check_output(adapter, out, shape, dtype, device)
     adapter.sync(device)
     return adapter.to_numpy(out)

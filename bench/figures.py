@@ -27,7 +27,7 @@ import numpy as np
 
 from . import dtypes as dt
 from . import reference
-from .backend import GRADIENT_OPS, VALUE_OPS
+from .backend import GRADIENT_OPS, IGNORE_INDEX
 from .cases import Case
 from .formatting import format_figure
 
@@ -38,12 +38,18 @@ SLACK = 2.0
 
 
 def inputs_for(case: Case, dtype: str, op: str, path: str) -> dict[str, np.ndarray]:
-    """The NumPy inputs of ``op``: x, or (y, dy) for an explicit VJP, or (x, dy)."""
+    """The NumPy inputs of ``op``: x, or (y, dy) for an explicit VJP, or (x, dy); the
+    cross-entropy ops add the targets and dloss (and the derived gradient its dy)."""
     x = case.inputs(dtype)
-    if op in VALUE_OPS:
+    if op in ("softmax", "log_softmax"):
         return {"x": x}
-    dy = case.targets(dtype) if op == "ce_grad" else case.cotangent(dtype)
-    if path == "explicit" and op != "ce_grad":
+    if op in ("cross_entropy", "ce_grad"):
+        given = {"x": x, "target": case.target_index(dtype), "dloss": case.dloss(dtype)}
+        if op == "ce_grad" and path in ("derived", "autodiff"):
+            given["dy"] = case.targets(dtype)
+        return given
+    dy = case.cotangent(dtype)
+    if path == "explicit":
         forward = "softmax" if op == "softmax_vjp" else "log_softmax"
         hi, _ = exact(case, dtype, forward, "value")
         with np.errstate(over="ignore", invalid="ignore"):
@@ -67,16 +73,28 @@ def _unrows(rows: np.ndarray, shape: tuple, axis: int) -> np.ndarray:
     return np.moveaxis(rows.reshape(moved), -1, axis)
 
 
-@lru_cache(maxsize=None)
 def exact(case: Case, dtype: str, op: str, path: str) -> tuple[np.ndarray, np.ndarray]:
     """The exact (hi, lo) reference of ``op`` on ``case`` in 2-D row form, cached.
 
+    Only the VJPs' references depend on the path (an explicit VJP is exact for
+    the rounded forward output it was given); the rest are shared by every route.
     ``lo`` is only needed to measure float64 outputs below their last bit.
     """
+    return _exact(case, dtype, op, path if op in ("softmax_vjp", "log_softmax_vjp") else "value")
+
+
+@lru_cache(maxsize=None)
+def _exact(case: Case, dtype: str, op: str, path: str) -> tuple[np.ndarray, np.ndarray]:
     with_lo = dtype == "float64"
-    if op in VALUE_OPS:
+    if op in ("softmax", "log_softmax"):
         fn = reference.softmax if op == "softmax" else reference.log_softmax
         return fn(_rows(case.inputs(dtype), case.axis), with_lo)
+    if op == "cross_entropy":
+        # loss = lse(x) - x_target = -log_softmax(x)_target exactly; 0 on ignored rows.
+        hi, lo = exact(case, dtype, "log_softmax", "value")
+        return _at_targets(-hi, case.target_index(dtype)), _at_targets(-lo, case.target_index(dtype))
+    if op == "ce_grad":
+        return reference.log_softmax_grad(_rows(case.inputs(dtype), case.axis), _rows(case.targets(dtype), case.axis), with_lo)
     given = inputs_for(case, dtype, op, path)
     dy = _rows(given["dy"], case.axis)
     if path == "explicit" and op == "softmax_vjp":
@@ -87,6 +105,13 @@ def exact(case: Case, dtype: str, op: str, path: str) -> tuple[np.ndarray, np.nd
     if op == "softmax_vjp":
         return reference.softmax_grad(x, dy, with_lo)
     return reference.log_softmax_grad(x, dy, with_lo)
+
+
+def _at_targets(rows: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """One value per row, at its target column, as a (rows, 1) column; 0 where the row is ignored."""
+    ignored = target == IGNORE_INDEX
+    picked = np.take_along_axis(rows, np.where(ignored, 0, target)[:, None], axis=1) if rows.shape[1] else np.zeros((len(rows), 1))
+    return np.where(ignored[:, None], 0.0, picked)
 
 
 # --------------------------------------------------------------------------- figures
@@ -136,8 +161,10 @@ def tolerance(op: str, path: str, dtype: str, x: np.ndarray, hi: np.ndarray, giv
         # A value that could correctly come out subnormal may be flushed to zero
         # (FTZ); one subnormal spacing is the rounding there.
         return rel * np.abs(hi) + np.where(np.abs(hi) * (1 - rel) < fi.tiny, np.abs(hi), 0.0) + fi.denorm_min
-    if op == "log_softmax":
-        return SLACK * ((2 + d + log_s) * u + sum_u)
+    if op in ("log_softmax", "cross_entropy"):
+        # The loss is -log_softmax at the target: the same bound, at that element.
+        bound = SLACK * ((2 + d + log_s) * u + sum_u)
+        return _at_targets(bound, given["target"]) if op == "cross_entropy" else bound
     dy = given["dy"]
     if op == "softmax_vjp":
         y = given["y"] if path == "explicit" else y_exact
@@ -175,9 +202,9 @@ def classify(out: np.ndarray, op: str, correct: bool) -> str:
     if nan.any():
         return "some-nan"
     if op != "softmax":
-        if np.isposinf(out).any():
-            return "inf"
-        return "correct" if correct else "wrong"
+        if correct:
+            return "correct"
+        return "inf" if np.isposinf(out).any() else "wrong"
     if np.isinf(out).any():
         return "inf"
     if correct:
@@ -196,7 +223,7 @@ def evaluate(case: Case, dtype: str, op: str, path: str, out: np.ndarray, given:
     """Error figures of ``out`` (the backend's output, NumPy) and the verdict for the case."""
     hi, lo = exact(case, dtype, op, path)
     x = _rows(case.inputs(dtype), case.axis)
-    y = _rows(out, case.axis)
+    y = out.reshape(-1, 1) if op == "cross_entropy" else _rows(out, case.axis)
     fi = dt.info(dtype)
     defined = ~np.isnan(hi).all(axis=1) if hi.size else np.ones(len(hi), bool)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -245,7 +272,9 @@ def _within_tolerance(case, dtype, op, path, x, hi, y, err, defined, given, figu
         return bool(defined.all()), None if defined.all() else "the exact answer is undefined"
     if np.isnan(y).any():
         return False, "NaN where the exact answer is finite"
-    rows_given = {k: _rows(v, case.axis) for k, v in given.items()}
+    rows_given = {k: _rows(v, case.axis) for k, v in given.items() if k in ("x", "y", "dy")}
+    if op in ("cross_entropy", "ce_grad"):
+        rows_given.update(target=case.target_index(dtype), dy=_rows(case.targets(dtype), case.axis))
     y_exact = exact(case, dtype, "softmax", "value")[0] if op in GRADIENT_OPS else None
     tol = tolerance(op, path, dtype, x, hi, rows_given, y_exact)
     with np.errstate(invalid="ignore", divide="ignore"):

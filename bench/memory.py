@@ -123,42 +123,14 @@ def _release_free_heap() -> None:
         pass
 
 
-def peak_method(library: str, device: str) -> str:
-    """How ``peak_bytes`` measures: "tracemalloc", "rss" (a lower bound) or "allocator"."""
-    if device != "cpu":
-        return "allocator"
-    return "tracemalloc" if library == "numpy" else "rss"
+def rss_peak(call: Callable[[], Any]) -> Optional[int]:
+    """Bytes the resident set grew to during ``call()`` beyond what it held before; None if unreadable.
 
-
-def peak_bytes(adapter: adapters.Adapter, device: str, call: Callable[[], Any]) -> Optional[int]:
-    """Peak memory of one completed ``call()`` beyond what existed before it; None if unknown.
-
-    CPU: NumPy reports its allocations to tracemalloc; torch and JAX
-    allocate outside Python, so the resident set's high-water mark (reset
-    through /proc/self/clear_refs) is read around the call: memory their
-    allocators already hold does not show, so that figure is a lower bound.
-    CUDA: the library allocator's peak (``adapter.peak_memory``).
+    Freed heap is returned to the OS first (so a new allocation shows up), and
+    the high-water mark is reset through /proc/self/clear_refs right before
+    the call. Memory an allocator already holds and reuses does not show: a
+    lower bound, the same for every library.
     """
-    method = peak_method(adapter.library, device)
-    if method == "allocator":
-        try:
-            adapter.reset_peak_memory(device)
-            call()
-            peak = adapter.peak_memory(device)
-        except Exception:
-            return None
-        return None if peak is None else max(int(peak), 0)
-    if method == "tracemalloc":
-        tracemalloc.start()
-        try:
-            tracemalloc.reset_peak()
-            before = tracemalloc.get_traced_memory()[0]
-            result = call()
-            peak = tracemalloc.get_traced_memory()[1] - before
-        finally:
-            tracemalloc.stop()
-        del result
-        return max(int(peak), 0)
     try:
         _release_free_heap()
         with open("/proc/self/clear_refs", "w") as handle:
@@ -170,3 +142,48 @@ def peak_bytes(adapter: adapters.Adapter, device: str, call: Callable[[], Any]) 
         return None
     del result
     return max(int(peak), 0)
+
+
+def tracemalloc_peak(call: Callable[[], Any]) -> int:
+    """Peak bytes Python-visible allocations (NumPy's) reach during ``call()`` beyond those before it."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        result = call()
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    del result
+    return max(int(peak), 0)
+
+
+def peak_method(library: str, device: str) -> str:
+    """How ``peak_bytes`` is measured: the resident set on a CPU, the allocator on a GPU."""
+    return "rss" if device == "cpu" else "allocator"
+
+
+def peak_memory(adapter: adapters.Adapter, device: str, call: Callable[[], Any]) -> dict[str, Any]:
+    """Peak memory of one completed ``call()`` beyond its inputs, by one method for every library.
+
+    ``peak_bytes`` (``peak_method``): on a CPU the resident set's high-water
+    mark (``rss_peak``), whatever the library, so figures set side by side
+    compare; on a GPU the library allocator's peak. Beside it, where the
+    library has its own figure, ``peak_library_bytes`` (``peak_library_method``):
+    tracemalloc for NumPy on a CPU. Each is a separate call.
+    """
+    found: dict[str, Any] = {"peak_bytes": None, "peak_method": peak_method(adapter.library, device),
+                             "peak_library_bytes": None, "peak_library_method": None}
+    if device != "cpu":
+        try:
+            adapter.reset_peak_memory(device)
+            call()
+            peak = adapter.peak_memory(device)
+        except Exception:  # a library without peak statistics
+            peak = None
+        found["peak_bytes"] = None if peak is None else max(int(peak), 0)
+        return found
+    found["peak_bytes"] = rss_peak(call)
+    if adapter.library == "numpy":
+        found.update(peak_library_bytes=tracemalloc_peak(call), peak_library_method="tracemalloc")
+    return found

@@ -20,9 +20,12 @@ def _optional(default: Any = None) -> Any:
 
 class _Record:
     def as_dict(self) -> dict[str, Any]:
-        """The record as it is stored: every field, less the optional ones without a value."""
+        """The record as it is stored: every field, less the optional ones without a value.
+
+        A field named for a Python keyword (``pass_``) is stored under the keyword.
+        """
         omit = {f.name for f in fields(self) if f.metadata.get("omit_none")}
-        return {k: v for k, v in asdict(self).items() if not (k in omit and v is None)}
+        return {k.rstrip("_"): v for k, v in asdict(self).items() if not (k in omit and v is None)}
 
 
 def copy_fraction(gbps: Optional[float], copy_gbps: Optional[float]) -> Optional[float]:
@@ -32,7 +35,14 @@ def copy_fraction(gbps: Optional[float], copy_gbps: Optional[float]) -> Optional
 
 @dataclass
 class TimingRecord(_Record):
-    """One timed (backend, device, dtype, size, mode): what was measured and how."""
+    """One timed (backend, device, dtype, size, mode, op, pass): what was measured and how.
+
+    ``gbps`` is ``bytes`` (what ``byte_model`` says one call must move) over
+    the median; ``copy_gbps`` a copy with the backend's own library in the
+    same unit; ``device_copy_gbps`` the fastest copy on the device in the
+    same run (the ceiling ``device_copy_fraction`` is taken against).
+    ``suspect`` says why the engine does not trust the time, when it does not.
+    """
 
     backend: str
     device: str
@@ -41,21 +51,32 @@ class TimingRecord(_Record):
     vocab: int
     mode: str
     op: str = "softmax"
+    pass_: str = "fwd"
     library: Optional[str] = None
+    route: Optional[str] = None
+    includes_bwd: bool = False
+    threads: Optional[int] = None
     kind: str = "timing"
     median_s: Optional[float] = None
     iqr_s: Optional[float] = None
     repeats: int = 0
     inner: int = 0
     gbps: Optional[float] = None
+    bytes: Optional[int] = None
+    byte_model: Optional[str] = None
     copy_gbps: Optional[float] = None
     copy_fraction: Optional[float] = None
+    device_copy_gbps: Optional[float] = None
+    device_copy_fraction: Optional[float] = None
     peak_bytes: Optional[int] = None
     peak_method: Optional[str] = None
+    peak_library_bytes: Optional[int] = None
+    peak_library_method: Optional[str] = None
     first_call_s: Optional[float] = None
     buffers: Optional[int] = None
     llc_bytes: Optional[int] = None
     skipped: bool = False
+    suspect: Optional[str] = None
     reason: Optional[str] = None
     failure: Optional[str] = None
 

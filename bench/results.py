@@ -37,13 +37,14 @@ _TEXT = (str, type(None))
 OPTIONAL_FIELDS = {
     "check": {"op": _TEXT, "behaviour": _TEXT, "expected": _TEXT, "max_ulp": _NUMBER, "max_rel": _NUMBER,
               "scale": _NUMBER, "reference": bool, "special": bool, "reason": _TEXT, "failure": _TEXT},
-    "timing": {"op": _TEXT, "mode": _TEXT, "gbps": _NUMBER, "copy_gbps": _NUMBER, "copy_fraction": _NUMBER,
-               "reason": _TEXT, "failure": _TEXT},
+    "timing": {"op": _TEXT, "pass": _TEXT, "mode": _TEXT, "gbps": _NUMBER, "copy_gbps": _NUMBER, "copy_fraction": _NUMBER,
+               "device_copy_gbps": _NUMBER, "device_copy_fraction": _NUMBER, "peak_bytes": _NUMBER,
+               "suspect": _TEXT, "reason": _TEXT, "failure": _TEXT},
 }
 # Figures that are never negative: a negative one is a hand edit, not a measurement.
 NON_NEGATIVE = ("median_s", "iqr_s", "gbps", "copy_gbps", "copy_fraction", "max_ulp", "max_rel")
 # Fields that name one unit of work: a resumed run skips units already recorded.
-IDENTITY = ("kind", "backend", "device", "dtype", "case", "op", "rows", "vocab", "mode")
+IDENTITY = ("kind", "backend", "device", "dtype", "case", "op", "pass", "rows", "vocab", "mode")
 # Environment fields that must match for --resume to continue a file.
 RESUME_MUST_MATCH = ("python", "platform", "cpu", "gpu", "packages", "commit")
 
@@ -174,8 +175,14 @@ def write_atomic(path: str | Path, document: dict[str, Any] | str) -> None:
 
 
 def record_key(record: dict[str, Any]) -> tuple:
-    """The unit of work a record belongs to (see ``IDENTITY``)."""
-    return tuple(record.get(field) for field in IDENTITY)
+    """The unit of work a record belongs to (see ``IDENTITY``).
+
+    A timing record from before passes existed is a forward pass.
+    """
+    key = tuple(record.get(field) for field in IDENTITY)
+    if record.get("kind") == "timing" and record.get("pass") is None:
+        key = tuple("fwd" if field == "pass" else value for field, value in zip(IDENTITY, key))
+    return key
 
 
 def _type_name(types: Any) -> str:
@@ -293,6 +300,12 @@ class ResultsFile:
             self._keys.add(record_key(record))
         if write:
             self.write()
+
+    def rewrite(self) -> None:
+        """Write the file again after records already added were changed in place."""
+        self.records = [_clean(r) for r in self.records]
+        self._lines = [json.dumps(r, allow_nan=False) for r in self.records]
+        self.write()
 
     def write(self) -> None:
         env = json.dumps(_clean(self.environment), allow_nan=False)

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+from .backend import PASSES, TIMED_OPS
 from .dtypes import info
 from .errors import UsageError
 
@@ -83,6 +84,9 @@ PRESETS: dict[str, list[Size]] = {
     # --max-bytes are skipped with the reason.
     "full": _grid(ROWS, (SMALL_VOCAB,) + tuple(VOCABULARIES.values())),
     "small": _grid((1, 64, 4096), (SMALL_VOCAB,)),
+    # Language-model heads: a training batch of tokens over real vocabularies
+    # (the cross-entropy workload); what does not fit --max-bytes is skipped.
+    "lmhead": _grid((1024, 4096, 8192), (32000, 128256, 256000)),
 }
 for _model, _vocab in VOCABULARIES.items():
     PRESETS[_model] = _grid((1, 8, 64, 512), (_vocab,))
@@ -131,22 +135,29 @@ def parse(spec: str) -> list[Size]:
     return list(dict.fromkeys(sizes))
 
 
-# Arrays a backend may hold at once besides its input, in its working
+# Arrays a backend may hold at once besides its inputs, in its working
 # precision (at least float32): the NumPy three-pass forms keep x - max,
 # exp(...) and the output; one more for slack (an upcast copy of a half input).
 TEMPORARIES = 4
+# rows x vocab arrays a call of each (op, pass) holds per buffer set: its
+# inputs, what it saved of the forward, its outputs.
+ARRAYS_PER_CALL = {(op, pass_): (2 if pass_ == "fwd" else 4) for op in TIMED_OPS for pass_ in PASSES}
+# float32 sources the buffers are refilled from: x, and dy (or y) for the gradients.
+SOURCES = {"fwd": 1, "bwd": 2, "full": 2}
 
 
-def working_set(size: Size, dtype: str, buffers: int) -> int:
-    """Estimated peak bytes of one timing unit: inputs, copy target, output, temporaries.
+def working_set(size: Size, dtype: str, buffers: int, op: str = "softmax", pass_: str = "fwd") -> int:
+    """Estimated peak bytes of one timing unit of ``op`` in ``pass_``.
 
-    ``buffers`` input arrays (the cold-cache rotation, or 1), the copy
-    measurement's output buffer, and ``TEMPORARIES`` arrays in the working
-    precision.
+    Per buffer set (the cold-cache rotation, or 1) the inputs of a call and
+    what it saves for the backward (dy, y, a graph); once, the outputs, the
+    float32 sources the buffers are refilled from, the copy measurement's
+    output, and ``TEMPORARIES`` arrays in the working precision.
     """
     itemsize = info(dtype).itemsize
     working = max(itemsize, 4)
-    return size.elements * (itemsize * (buffers + 1) + working * TEMPORARIES)
+    per_call = ARRAYS_PER_CALL[(op, pass_)]
+    return size.elements * (itemsize * (per_call * buffers + 1) + 4 * SOURCES[pass_] + working * TEMPORARIES)
 
 
 def available_memory() -> Optional[int]:

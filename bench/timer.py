@@ -55,37 +55,41 @@ class Timing:
     samples_s: list[float] = field(default_factory=list)  # per-call time of each sample
 
 
-def _sample(fn: Callable, seq: Sequence[Any], wait: Callable[[Any], Any], ordered: bool) -> float:
-    """Seconds for calling ``fn`` on each input of ``seq`` and waiting for completion."""
+Refresh = Callable[[int], None]
+Inspect = Callable[[int, tuple, Any], None]
+
+
+def _sample(fn: Callable, seq: Sequence[tuple], wait: Callable[[Any], Any], ordered: bool) -> tuple[float, Any]:
+    """Seconds for calling ``fn(*args)`` on each arg tuple of ``seq`` and waiting for completion,
+    and the last call's output (kept for inspection outside the timed region)."""
     clock = time.perf_counter
     if ordered:
         # One in-order stream: waiting on the last output covers all of them.
         y = None
         start = clock()
-        for x in seq:
-            y = fn(x, axis=-1)
+        for args in seq:
+            y = fn(*args)
         wait(y)
-        return clock() - start
+        return clock() - start, y
     outs: list[Any] = []
     append = outs.append
     start = clock()
-    for x in seq:
-        append(fn(x, axis=-1))
+    for args in seq:
+        append(fn(*args))
     wait(outs)
     elapsed = clock() - start
-    del outs
-    return elapsed
+    return elapsed, outs[-1]
 
 
 class _Rotation:
     """Hands out inputs in a fixed cycle; the cycle carries on across samples."""
 
-    def __init__(self, inputs: Sequence[Any]):
-        self.inputs = list(inputs)
+    def __init__(self, inputs: list):
+        self.inputs = inputs  # the caller's list: a refresh may replace its entries
         self.position = 0
 
-    def take(self, n: int) -> list[Any]:
-        """The next ``n`` inputs of the cycle (built before a sample, never inside it)."""
+    def take(self, n: int) -> list[tuple]:
+        """The next ``n`` arg tuples of the cycle (built before a sample, never inside it)."""
         count = len(self.inputs)
         if count == 1:
             return self.inputs * n
@@ -96,45 +100,67 @@ class _Rotation:
 
 def time_calls(
     fn: Callable,
-    inputs: Sequence[Any],
+    inputs: list,
     wait: Callable[[Any], Any],
     budget: Budget = DEFAULT_BUDGET,
     ordered: bool = True,
     first: Optional[float] = None,
+    refresh: Optional[Refresh] = None,
+    inspect: Optional[Inspect] = None,
 ) -> Timing:
-    """Time ``fn(x, axis=-1)`` over ``inputs`` (one: warm; many, rotated: cold).
+    """Time ``fn(*args)`` over the arg tuples of ``inputs`` (one: warm; many, rotated: cold).
 
     ``wait(result)`` returns once ``result`` is computed (the adapter's
     ``wait``); ``ordered`` says whether waiting on the last output covers the
     earlier ones. ``first`` is the first call's time if the caller already
-    made it (it is made here otherwise).
+    made it (it is made here otherwise). Outside the timed region,
+    ``refresh(k)`` gives the inputs new values before sample k and
+    ``inspect(k, args, out)`` looks at the last call of sample k.
     """
     rotation = _Rotation(inputs)
     if first is None:
-        first = _sample(fn, rotation.take(1), wait, ordered)
+        first = _sample(fn, rotation.take(1), wait, ordered)[0]
     # Warm-up by time, not count: JIT, autotuning, lazy allocation and the
     # page faults of first touches all end before the samples start.
     singles: list[float] = []
     deadline = time.perf_counter() + budget.warmup_s
     while len(singles) < budget.warmup_calls or time.perf_counter() < deadline:
-        singles.append(_sample(fn, rotation.take(1), wait, ordered))
+        singles.append(_sample(fn, rotation.take(1), wait, ordered)[0])
     per_call = max(float(np.median(singles)), 1e-9)
     inner = min(MAX_INNER, max(1, math.ceil(budget.min_sample_s / per_call)))
+    taken = 0
+
+    def sample(n: int) -> float:
+        nonlocal taken
+        if refresh is not None:
+            refresh(taken)
+        seq = rotation.take(n)
+        elapsed, out = _sample(fn, seq, wait, ordered)
+        if inspect is not None:
+            inspect(taken, seq[-1], out)
+        taken += 1
+        return elapsed
+
     # Calibrate on a real sample: single calls include one wait each and can
     # misjudge fast calls; grow ``inner`` until a sample lasts long enough.
     # A sample that does is a valid sample, kept (slow calls pay for it once).
     samples: list[float] = []
     started = time.perf_counter()
     for _ in range(5):
-        elapsed = _sample(fn, rotation.take(inner), wait, ordered)
+        elapsed = sample(inner)
         if elapsed >= budget.min_sample_s:
             samples.append(elapsed / inner)
             break
         # Capped: each sample's input list is built up front, 8 bytes a call.
         inner = min(MAX_INNER, max(inner + 1, math.ceil(inner * 1.2 * budget.min_sample_s / max(elapsed, 1e-9))))
     while len(samples) < budget.repeats:
-        samples.append(_sample(fn, rotation.take(inner), wait, ordered) / inner)
+        samples.append(sample(inner) / inner)
         if len(samples) >= budget.min_repeats and time.perf_counter() - started > budget.max_s:
             break
     q1, median, q3 = np.percentile(samples, [25, 50, 75])
     return Timing(float(median), float(q3 - q1), len(samples), inner, float(first), samples)
+
+
+def resolution() -> float:
+    """The clock's resolution in seconds: a per-call median below it measured nothing."""
+    return time.get_clock_info("perf_counter").resolution

@@ -45,6 +45,6 @@ def test_softmax(benchmark, name, device, dtype, size):
     case.check(case.call())  # the first call (JIT, compile) stays out of the timing
     benchmark.group = f"{device} {dtype} {size.label}"
     y = benchmark(case.call)
-    x = case.to_numpy(case.inputs[0]).astype(np.float64)
+    x = case.to_numpy(case.inputs.args[0][0]).astype(np.float64)
     fi = info(dtype)
     np.testing.assert_allclose(case.to_numpy(y).astype(np.float64), reference(x), rtol=ULPS[dtype] * fi.u, atol=fi.tiny)

@@ -49,6 +49,21 @@ def test_subtly_wrong_plugins_fail_the_cases_built_for_them(name, must_fail, tmp
         assert record["reason"]
 
 
+@pytest.mark.parametrize("name, case, op", [
+    ("ce-no-onehot", "randn_scale_1", "ce_grad"),
+    ("ce-log-of-softmax", "ce_large_margin", "cross_entropy"),
+    ("ce-no-ignore", "ce_ignore_index", "cross_entropy"),
+])
+def test_flawed_cross_entropies_make_check_exit_1_naming_the_case(name, case, op, tmp_path):
+    proc = run_console("check", "--plugin", plugin("ce_flawed"), "--backend", name, "--dtype", "float32",
+                       "--out", tmp_path / "ce.json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    fails = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
+    assert any(f"{name} cpu float32 {case} {op}:" in line for line in fails), fails
+    # The correct parts of the same plugin pass: only the flaw is caught.
+    assert not any(" softmax:" in line for line in fails)
+
+
 def test_a_correct_plugin_passes_every_judged_case(tmp_path):
     for dtype in ("float32", "float64"):
         records = run_all("plugin-good", plugin("good_numpy"), dtype, tmp_path)

@@ -41,7 +41,7 @@ MUST_FAIL = {
         ("offset_1e4", ALL, BOTH),
         ("log_softmax_equal_large", WIDE, BOTH),
         ("log_of_softmax", ("float32", "float16", "bfloat16"), ("log_softmax",)),  # log of an underflowed 0
-        ("ce_large_margin", ("float32", "float16", "bfloat16"), ("log_softmax", "ce_grad")),
+        ("ce_large_margin", ("float32", "float16", "bfloat16"), ("log_softmax", "cross_entropy", "ce_grad")),
     ],
     # exp(x - lse) and x - lse lose |lse| units of roundoff (BHH): large offsets fail.
     "lse": [
@@ -75,6 +75,14 @@ KNOWN = {
 }
 
 
+# Known behaviour across a whole op and dtype: (backend, dtype, op) -> reason.
+KNOWN_OPS = {
+    ("jax", dtype, "cross_entropy"): "jax (optax's form): logsumexp rounded to the half dtype before the target logit is "
+    "subtracted, an error of |lse| u rather than the loss's own (not shift-invariant)"
+    for dtype in ("float16", "bfloat16")
+}
+
+
 def _must_fail(backend: str, case: str, dtype: str, op: str) -> bool:
     return any(c == case and dtype in dts and op in ops for c, dts, ops in MUST_FAIL.get(backend, ()))
 
@@ -101,6 +109,8 @@ def _items():
                             marks.append(pytest.mark.xfail(strict=False, reason="naive: seeded logits pass log(max), or log(softmax) meets a subnormal"))
                         elif (name, dtype, case.name, op) in KNOWN:
                             marks.append(pytest.mark.xfail(strict=False, reason=KNOWN[(name, dtype, case.name, op)]))
+                        elif (name, dtype, op) in KNOWN_OPS:
+                            marks.append(pytest.mark.xfail(strict=False, reason=KNOWN_OPS[(name, dtype, op)]))
                         items.append(pytest.param(name, device, dtype, case.name, op, marks=marks,
                                                   id=f"{name}-{device}-{dtype}-{case.name}-{op}"))
     return items

@@ -63,7 +63,7 @@ def test_a_noop_backend_costs_the_engine_little_per_call():
 def test_time_calls_takes_the_requested_repeats_and_median_of_samples():
     calls = []
     budget = timer.Budget(warmup_s=0.0, warmup_calls=2, min_sample_s=0.0005, repeats=6, min_repeats=6, max_s=10)
-    result = timer.time_calls(lambda x, axis=-1: calls.append(x), [1], lambda y: y, budget)
+    result = timer.time_calls(lambda x: calls.append(x), [(1,)], lambda y: y, budget)
     assert result.repeats == len(result.samples_s) == 6
     assert result.median_s == pytest.approx(float(np.median(result.samples_s)))
     q1, q3 = np.percentile(result.samples_s, [25, 75])
@@ -74,7 +74,7 @@ def test_time_calls_takes_the_requested_repeats_and_median_of_samples():
 def test_unordered_libraries_wait_on_every_output_of_a_sample():
     waited = []
     budget = timer.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.0, repeats=3, min_repeats=3)
-    timer.time_calls(lambda x, axis=-1: x, [7], waited.append, budget, ordered=False)
+    timer.time_calls(lambda x: x, [(7,)], waited.append, budget, ordered=False)
     assert len(waited) >= 1 + 1 + 3 and all(isinstance(w, list) and w and set(w) == {7} for w in waited)
 
 
@@ -94,9 +94,9 @@ def test_cold_mode_rotates_through_distinct_buffers_and_warm_reuses_one():
         n = memory.buffer_count(size.nbytes("float32"), mode, llc)
         case = timing.prepare("max-shift", "cpu", "float32", size, buffers=n)
         seen = set()
-        timer.time_calls(lambda x, axis=-1: seen.add(x.ctypes.data), case.inputs, case.wait, TINY)
+        timer.time_calls(lambda x: seen.add(x.ctypes.data), case.inputs.args, case.wait, TINY)
         expected = 1 if mode == "warm" else memory.COLD_FACTOR * llc // size.nbytes("float32")
-        assert len(case.inputs) == n == expected
+        assert len(case.inputs.args) == n == expected
         assert len(seen) == expected  # every buffer was used, each at its own address
 
 
@@ -170,14 +170,18 @@ def test_run_writes_records_with_every_readme_field_and_the_copy_ceiling(cli, tm
                           "--quick", "--no-isolate", "--out", out)
     assert status == 0
     everything = load_results(out)["records"]
-    records = [r for r in everything if r["kind"] == "timing"]
+    timings = [r for r in everything if r["kind"] == "timing"]
+    records = [r for r in timings if (r["op"], r["pass"]) == ("softmax", "fwd")]
     assert len(records) == 2 * 2 * 2  # backends x sizes x modes
+    # --quick adds one backward and one cross-entropy training step per backend, at the first size.
+    extra = sorted((r["backend"], r["op"], r["pass"], r["rows"], r["vocab"]) for r in timings if r not in records)
+    assert extra == [(b, op, p, 1, 1024) for b in ("max-shift", "naive") for op, p in (("cross_entropy", "full"), ("softmax", "bwd"))]
     # The short correctness summary ran first, softmax only, for both backends.
     summary = [r for r in everything if r["kind"] == "check"]
     assert {r["backend"] for r in summary} == {"max-shift", "naive"} and {r["op"] for r in summary} == {"softmax"}
     assert "correctness naive cpu float32: 3/6 pass" in text
     # Every unit times its own copy: no unit's ceiling depends on which ran first.
-    assert sum(copies) == len(copies) == 8
+    assert sum(copies) == len(copies) == 12
     fields = readme_timing_fields()
     assert {"op", "mode", "median_s", "iqr_s", "copy_gbps", "copy_fraction", "peak_bytes", "first_call_s"} <= set(fields)
     for r in records:
@@ -187,6 +191,9 @@ def test_run_writes_records_with_every_readme_field_and_the_copy_ceiling(cli, tm
         assert r["median_s"] > 0 and r["iqr_s"] >= 0 and r["repeats"] >= TINY.min_repeats and r["inner"] >= 1
         assert r["gbps"] == pytest.approx(2 * r["rows"] * r["vocab"] * 4 / r["median_s"] / 1e9)
         assert r["copy_gbps"] > 0 and r["copy_fraction"] == pytest.approx(r["gbps"] / r["copy_gbps"])
+        same = [t["copy_gbps"] for t in timings if (t["rows"], t["vocab"], t["mode"]) == (r["rows"], r["vocab"], r["mode"])]
+        assert r["device_copy_gbps"] == max(same) and r["device_copy_fraction"] == pytest.approx(r["gbps"] / max(same))
+        assert r["bytes"] == 2 * r["rows"] * r["vocab"] * 4 and r["route"] == "explicit" and r["threads"] == 1
         assert r["peak_bytes"] >= r["rows"] * r["vocab"] * 4  # at least the output
         assert r["first_call_s"] > 0
         assert r["buffers"] == (1 if r["mode"] == "warm" else memory.buffer_count(r["rows"] * r["vocab"] * 4, "cold", 64 * 1024))
@@ -225,20 +232,22 @@ def test_failing_and_hanging_backends_become_recorded_failures_and_others_keep_t
     assert "4 timing(s) failed" in err
 
 
-def test_peak_memory_is_measured_apart_for_numpy_and_torch():
+def test_peak_memory_is_measured_the_same_way_for_numpy_and_torch():
     size = Size(4, 4096)
     case = timing.prepare("max-shift", "cpu", "float32", size)
-    numpy_peak = memory.peak_bytes(case.adapter, "cpu", case.call)
-    assert numpy_peak >= size.nbytes("float32")  # the output at least
-    pytest.importorskip("torch")
+    numpy_peak = memory.peak_memory(case.adapter, "cpu", case.call)
+    # One method for every library (the resident set), NumPy's tracemalloc figure beside it.
+    assert numpy_peak["peak_method"] == "rss" and numpy_peak["peak_library_method"] == "tracemalloc"
+    assert numpy_peak["peak_bytes"] >= size.nbytes("float32") and numpy_peak["peak_library_bytes"] >= size.nbytes("float32")
     torch_case = timing.prepare("torch-fused", "cpu", "float32", Size(64, 32000))
-    torch_peak = memory.peak_bytes(torch_case.adapter, "cpu", torch_case.call)
-    assert torch_peak >= Size(64, 32000).nbytes("float32")  # its output is resident too
+    torch_peak = memory.peak_memory(torch_case.adapter, "cpu", torch_case.call)
+    assert torch_peak["peak_method"] == "rss" and torch_peak["peak_library_bytes"] is None
+    assert torch_peak["peak_bytes"] >= Size(64, 32000).nbytes("float32")  # its output is resident too
 
 
 def test_run_table_and_file_survive_json_round_trip(tmp_path, short_runs, cli):
     out = tmp_path / "r.json"
-    status, text, _ = cli("run", "--backend", "naive", "--sizes", "1x64", "--mode", "cold", "--quick", "--no-check", "--no-isolate", "--out", out)
+    status, text, _ = cli("run", "--backend", "naive", "--sizes", "1x64", "--mode", "cold", "--op", "softmax", "--quick", "--no-check", "--no-isolate", "--out", out)
     assert status == 0
     document = json.loads(out.read_text())
     (record,) = document["records"]
@@ -246,3 +255,56 @@ def test_run_table_and_file_survive_json_round_trip(tmp_path, short_runs, cli):
     # The file's figures are the table's: what was printed can be recomputed from the file.
     row = next(line for line in text.splitlines() if line.startswith("naive"))
     assert format_seconds(record["median_s"], "-") in row and f"{record['gbps']:.2f}" in row
+
+
+# ------------------------------------------------------- timings that cannot be fooled
+
+CHEATS = plugin("timing_cheats")
+
+
+def test_backends_that_cheat_while_timed_get_suspect_records_and_no_win(cli, tmp_path, short_runs):
+    out = tmp_path / "r.json"
+    status, text, _ = cli("run", "--plugin", CHEATS, "--backend", "cache-by-id", "--backend", "mutates-input",
+                          "--backend", "right-once", "--backend", "max-shift", "--sizes", "8x4096", "--op", "softmax",
+                          "--quick", "--no-check", "--out", out)
+    assert status == 0
+    records = {(r["backend"], r["mode"]): r for r in load_results(out)["records"]}
+    reasons = {"cache-by-id": "outputs are wrong", "mutates-input": "mutates its input", "right-once": "outputs are wrong"}
+    for (backend, mode), r in records.items():
+        if backend == "max-shift":
+            assert r["suspect"] is None and r["median_s"] > 0
+            continue
+        assert reasons[backend] in r["suspect"], r
+    rows = [line for line in text.splitlines() if line.split()[:1] and line.split()[0] in reasons]
+    assert len(rows) == 6 and all(" suspect " in line and "SUSPECT" in line for line in rows)
+    # No ratio for a suspect timing, so it can never read as a win over the baseline.
+    assert speed_table.relative_to_baseline(list(records.values())) == {
+        i: (1.0 if r["backend"] == "max-shift" else None) for i, r in enumerate(records.values())}
+
+
+def test_a_timing_faster_than_the_fastest_copy_is_flagged_and_a_plausible_one_is_not():
+    base = {"kind": "timing", "device": "cpu", "dtype": "float32", "rows": 8, "vocab": 4096, "mode": "warm",
+            "op": "softmax", "pass": "fwd", "median_s": 1e-5}
+    records = [
+        {**base, "backend": "copy-fast", "gbps": 10.0, "copy_gbps": 40.0},
+        {**base, "backend": "honest", "gbps": 45.0, "copy_gbps": 20.0},  # within 1.25x of the fastest copy
+        {**base, "backend": "impossible", "gbps": 51.0, "copy_gbps": 20.0},  # beyond it
+        {**base, "backend": "loss", "op": "cross_entropy", "gbps": 90.0, "copy_gbps": 20.0},  # read-only: 2.5x
+    ]
+    timing_plan.finalize(records)
+    suspect = {r["backend"]: r["suspect"] for r in records}
+    assert suspect["copy-fast"] is None and suspect["honest"] is None and suspect["loss"] is None
+    assert "faster than a copy" in suspect["impossible"]
+    assert all(r["device_copy_gbps"] == 40.0 for r in records)
+
+
+def test_inputs_change_between_samples_and_stay_in_place():
+    prepared = timing.prepare("max-shift", "cpu", "float32", Size(4, 512))
+    x = prepared.inputs.arrays[0]["x"]
+    first = x.copy()
+    prepared.inputs.refill(0)
+    assert prepared.inputs.arrays[0]["x"] is x  # the same buffer: warm stays warm
+    assert not np.array_equal(first, x)  # new values: nothing keyed on the old ones can answer
+    prepared.inputs.refill(1)
+    assert prepared.verify(prepared.call(), sample=1) is None  # the honest output passes the check
+    assert "wrong" in prepared.verify(np.zeros_like(x), sample=1)  # and a stale or wrong one does not

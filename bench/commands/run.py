@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from ..backend import PASSES, TIMED_OPS
 from ..sizes import PRESETS
 from ..speed_table import BASELINE
 from ..timing import MODES
@@ -19,6 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    f"({', '.join(PRESETS)})")
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats: proves the run works, not for judging speed")
     p.add_argument("--mode", choices=(*MODES, "both"), default="both", help="cache state to time (default: both)")
+    p.add_argument("--op", action="append", choices=(*TIMED_OPS, "all"), default=[], metavar="OP",
+                   help=f"op to time (repeatable; {', '.join(TIMED_OPS)}, all; default: softmax)")
+    p.add_argument("--pass", dest="pass_", action="append", choices=(*PASSES, "all"), default=[], metavar="PASS",
+                   help="fwd, bwd (the gradient given the saved forward), full (both in one call), all (repeatable; default: fwd)")
+    p.add_argument("--threads", type=options.positive_int, default=None, metavar="N",
+                   help="threads every library computes with (default: each library's own, all cores for torch and jax)")
     p.add_argument("--max-bytes", type=options.byte_size, default=None, metavar="SIZE", help="skip sizes whose working set exceeds this (default: half of free memory)")
     p.add_argument("--baseline", default=BASELINE, metavar="NAME", help=f"backend the table's ratios are taken against (default: {BASELINE})")
     p.add_argument("--no-check", action="store_true", help="skip the correctness summary")
@@ -28,17 +36,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..check_summary import print_run_summary
-    from ..checks import RUN_SUMMARY_CASES, plan, select_cases
+    from ..checks import RUN_SUMMARY_CASES, select_cases
+    from ..checks import plan as check_units
     from ..formatting import human_bytes
     from ..selection import choose
     from ..sizes import default_max_bytes, parse
     from ..speed_table import table
     from ..suite import execute
     from ..timer import DEFAULT_BUDGET, QUICK_BUDGET
-    from ..timing_plan import timing_units
+    from ..threads import environment
+    from ..timing_plan import Plan, finalize, timing_units
 
     sizes = parse(args.sizes) if args.sizes is not None else PRESETS["quick" if args.quick else "default"]
     modes = list(MODES) if args.mode == "both" else [args.mode]
+    ops = list(TIMED_OPS) if "all" in args.op else list(dict.fromkeys(args.op)) or ["softmax"]
+    passes = list(PASSES) if "all" in args.pass_ else list(dict.fromkeys(args.pass_)) or ["fwd"]
+    extra = []
+    if args.quick and not (args.op or args.pass_):
+        # --quick proves the gradient side runs too: one backward, one cross-entropy training step.
+        extra = [(sizes[0], modes[0], "softmax", "bwd"), (sizes[0], modes[0], "cross_entropy", "full")]
+    plan = Plan(sizes, modes, [(op, pass_) for op in ops for pass_ in passes], extra)
     budget = QUICK_BUDGET if args.quick else DEFAULT_BUDGET
     args.dtype = args.dtype or ["float32"]  # every backend has float32; --dtype adds others
     registry = options.registry(args)
@@ -50,29 +67,36 @@ def run(args: argparse.Namespace) -> int:
         print("nothing to time: no selected backend can run here with the selected devices and dtypes", file=sys.stderr)
         return 0
     max_bytes = args.max_bytes if args.max_bytes is not None else default_max_bytes()
+    if args.threads is not None:
+        os.environ.update(environment(args.threads))  # read by OpenMP, numba and XLA as the workers start
     results = options.results(args)
     executor = options.executor(args)
     try:
         if not args.no_check:
-            units = plan(selection.targets, select_cases(RUN_SUMMARY_CASES), selection.plugin_files, ops=("softmax",))
+            units = check_units(selection.targets, select_cases(RUN_SUMMARY_CASES), selection.plugin_files, ops=("softmax",))
             print_run_summary(execute(units, results, executor, desc="correctness"))
-        units = timing_units(selection, sizes, modes, budget, max_bytes or None)
-        print(f"timing {len(selection.targets)} targets x {len(sizes)} sizes x {len(modes)} modes"
-              f" (--max-bytes {human_bytes(max_bytes) if max_bytes else 'none'})", file=sys.stderr)
+        units = timing_units(selection, plan, budget, max_bytes or None, args.threads)
+        print(f"timing {len(units)} units: {len(selection.targets)} targets x {len(sizes)} sizes x {len(modes)} modes"
+              f" x {len(plan.passes)} op/pass pairs (--max-bytes {human_bytes(max_bytes) if max_bytes else 'none'})",
+              file=sys.stderr)
         execute(units, results, executor, desc="timing")
     except KeyboardInterrupt:
         print(f"interrupted: {len(results.records)} records kept in {results.path}", file=sys.stderr)
         return 130
     finally:
         executor.close()
+    if finalize(results.records):
+        results.rewrite()
     wanted = {(t.backend, t.device, t.dtype) for t in selection.targets}
-    sizes_wanted = {(s.rows, s.vocab) for s in sizes}
+    planned = {(s.rows, s.vocab, m, o, p) for s, m, o, p in plan.items()}
     records = [
         r for r in results.records
         if r.get("kind") == "timing" and (r["backend"], r["device"], r["dtype"]) in wanted
-        and (r["rows"], r["vocab"]) in sizes_wanted and r.get("mode") in modes
+        and (r["rows"], r["vocab"], r.get("mode"), r.get("op"), r.get("pass")) in planned
     ]
     print(table(records, baseline=args.baseline))
+    if any(r.get("suspect") for r in records):
+        print(f"{sum(1 for r in records if r.get('suspect'))} timing(s) suspect; see the note column", file=sys.stderr)
     if any(r.get("failure") for r in records):
         print(f"{sum(1 for r in records if r.get('failure'))} timing(s) failed; see the note column", file=sys.stderr)
     print(f"results: {results.path}")
