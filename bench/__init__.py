@@ -4,7 +4,7 @@ Public API: ``Backend`` (the plugin contract), ``load_backends`` (the registry)
 and the constants naming valid libraries, devices, dtypes and ops.
 """
 
-from .backend import DEVICES, DTYPES, LIBRARIES, OPS, Backend, BackendError
+from .backend import DEVICES, DTYPES, IGNORE_INDEX, LIBRARIES, OPS, PASSES, TIMED_OPS, Backend, BackendError
 from .registry import Registry, RegistryWarning
 from .registry import load as load_backends
 
@@ -15,10 +15,13 @@ __all__ = [
     "BackendError",
     "DEVICES",
     "DTYPES",
+    "IGNORE_INDEX",
     "LIBRARIES",
     "OPS",
+    "PASSES",
     "Registry",
     "RegistryWarning",
+    "TIMED_OPS",
     "load_backends",
     "__version__",
 ]

@@ -103,6 +103,15 @@ def unsupported(backend: Backend, op: str, pass_: str) -> Optional[str]:
 # ------------------------------------------------------------------ the calls
 
 
+def _retainable(torch: Any) -> None:
+    """Let a compiled backward run again on the same graph (the bwd pass differentiates one saved
+    graph many times): torch.compile's donated buffers forbid retain_graph otherwise."""
+    try:
+        torch._functorch.config.donated_buffer = False
+    except AttributeError:  # an older torch without donated buffers
+        pass
+
+
 def _softmax_call(backend: Backend, adapter: adapters.Adapter, op: str, pass_: str, how: str) -> tuple[Callable, Callable]:
     """(fn, build): the timed function, and how a buffer's named arrays become its args."""
     f = backend.function(op)
@@ -122,6 +131,8 @@ def _softmax_call(backend: Backend, adapter: adapters.Adapter, op: str, pass_: s
     if lib == "torch":
         torch = adapter.torch
         if pass_ == "bwd":
+            _retainable(torch)
+
             def graph(a):
                 xg = a["x"].detach().requires_grad_(True)
                 return (xg, f(xg, axis=-1), a["dy"])
@@ -174,6 +185,8 @@ def _cross_entropy_call(backend: Backend, adapter: adapters.Adapter, pass_: str,
     if lib == "torch":
         torch = adapter.torch
         if pass_ == "bwd":
+            _retainable(torch)
+
             def graph(a):
                 xg = a["x"].detach().requires_grad_(True)
                 return (xg, loss(xg, a["target"], a["dloss"]), a["dloss"])

@@ -2,10 +2,16 @@
 
 ``TimeSoftmax``: ``time_softmax`` (one completed call, synchronised through
 the library's adapter inside the timed function) and ``peakmem_softmax``,
-parametrized by backend x device x dtype x size. ``TrackError``: each
-backend's worst softmax error in ULP against the exact reference of the
-correctness suite, on a few of its cases, so accuracy is tracked across
-commits like speed.
+parametrized by backend x device x dtype x size. ``TimeOps``: ``time_op`` and
+``peakmem_op`` for the gradient side, over op.pass (softmax.bwd,
+cross_entropy.full, ...). ``TrackError``: each backend's worst softmax error
+in ULP against the exact reference of the correctness suite, on a few of its
+cases, and ``track_ce_error`` the same for the cross-entropy loss and its
+gradient, so accuracy is tracked across commits like speed.
+
+Every repeat gets new inputs (asv runs ``setup`` before each), and the last
+output timed is checked against a float64 reference in ``teardown``: a
+backend that replays or caches answers fails its benchmark.
 
 The measured code is the installed ``softmax_bench`` of the commit under test;
 this file comes from the working tree. A backend, library or device missing
@@ -38,6 +44,11 @@ if FULL and timing is not None:
     SIZES = [s.label for s in PRESETS["full"]]
 else:
     SIZES = ["1x1024", "8x32000", "1x128256"]
+_ALL_PASSES = [f"{op}.{p}" for op in ("softmax", "log_softmax", "cross_entropy") for p in ("fwd", "bwd", "full")]
+# By default the gradient side is one backward and one training step, at one size:
+# `asv continuous` on a fresh clone stays within minutes.
+OP_PASSES = _ALL_PASSES if FULL else ["softmax.bwd", "cross_entropy.full"]
+OP_SIZES = SIZES if FULL else ["8x32000"]
 
 
 def _unavailable(registry, backend, device, dtype):
@@ -83,13 +94,54 @@ class TimeSoftmax:
         self.case.call()
 
 
+_repeats = {"n": 0}
+
+
+class TimeOps:
+    """Time and peak memory of one call of an op in a pass (warm input), new inputs every repeat."""
+
+    params = (BACKENDS, DEVICES, OP_PASSES, OP_SIZES)
+    param_names = ["backend", "device", "op_pass", "size"]
+    repeat = (5, 20, 4.0)
+    warmup_time = 0.2
+
+    def setup(self, backend, device, op_pass, size):
+        _require_engine()
+        import inspect
+
+        if "pass_" not in inspect.signature(timing.prepare).parameters:
+            raise NotImplementedError("softmax_bench at this commit times the softmax forward only")
+        op, pass_ = op_pass.split(".")
+        (shape,) = parse(size)
+        if working_set(shape, "float32", 1, op, pass_) > default_max_bytes():
+            raise NotImplementedError(f"{size} does not fit in half of the available memory")
+        _repeats["n"] += 1
+        try:
+            self.case = timing.prepare(backend, device, "float32", shape, op=op, pass_=pass_, seed=_repeats["n"])
+        except KeyError as exc:
+            raise NotImplementedError(str(exc)) from None
+        self.out = self.case.call()
+        self.case.check(self.out)
+
+    def time_op(self, backend, device, op_pass, size):
+        self.out = self.case.call()
+
+    def peakmem_op(self, backend, device, op_pass, size):
+        self.out = self.case.call()
+
+    def teardown(self, backend, device, op_pass, size):
+        problem = self.case.verify(self.out)
+        if problem:
+            raise AssertionError(f"{backend} {op_pass}: {problem}")
+
+
 # Cases whose exact answer every sound implementation gets within tolerance:
 # the tracked figure moves when accuracy moves, not because a case is broken by design.
 TRACK_CASES = ("randn_scale_3", "vocab_32000", "masked_prefix")
 
 
-def worst_error(backend, device, dtype):
-    """Largest softmax error in ULP over ``TRACK_CASES``, against the suite's exact reference."""
+def worst_error(backend, device, dtype, op="softmax", names=None):
+    """Largest error in ULP of ``op`` over ``TRACK_CASES`` (or ``names``), against the suite's exact reference."""
     from softmax_bench import cases
     from softmax_bench.checks import run_case
     from softmax_bench.isolation import InProcessExecutor
@@ -100,8 +152,8 @@ def worst_error(backend, device, dtype):
         from softmax_bench.suite import Target
 
     worst = 0.0
-    for name in TRACK_CASES:
-        record = run_case(InProcessExecutor(), Target(backend, device, dtype), cases.get(name), "softmax")
+    for name in names or TRACK_CASES:
+        record = run_case(InProcessExecutor(), Target(backend, device, dtype), cases.get(name), op)
         if record["max_ulp"] is None:  # non-finite output: asv shows the benchmark as failed
             return float("nan")
         worst = max(worst, record["max_ulp"])
@@ -126,3 +178,24 @@ class TrackError:
 
     def track_max_ulp(self, backend, device, dtype):
         return worst_error(backend, device, dtype)
+
+
+CE_TRACK_CASES = ("randn_scale_3", "ce_large_margin", "ce_ignore_index")
+
+
+class TrackCrossEntropyError(TrackError):
+    """Each backend's worst error in ULP of the cross-entropy loss and its gradient (lower is better)."""
+
+    def setup(self, backend, device, dtype):
+        super().setup(backend, device, dtype)
+        from softmax_bench import cases
+
+        if not set(CE_TRACK_CASES) <= set(cases.names()):
+            raise NotImplementedError("softmax_bench at this commit does not check the cross-entropy loss")
+        from softmax_bench.execute import supports
+
+        if not all(supports(load_backends().get(backend), op) for op in ("cross_entropy", "ce_grad")):
+            raise NotImplementedError(f"{backend} has no cross-entropy loss and gradient")
+
+    def track_max_ulp(self, backend, device, dtype):
+        return max(worst_error(backend, device, dtype, op, CE_TRACK_CASES) for op in ("cross_entropy", "ce_grad"))

@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from softmax_bench import load_backends, timing
+from softmax_bench import PASSES, TIMED_OPS, load_backends, timing
 from softmax_bench.dtypes import info
 from softmax_bench.sizes import Size
+from softmax_bench.workloads import unsupported
 
 from helpers import registry_targets
 
@@ -30,6 +31,30 @@ ULPS = {"float64": 1e4, "float32": 200, "float16": 32, "bfloat16": 32}
 def reference(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+# The gradient side: every op and pass once, in float32 at one size.
+OP_PASSES = [(op, p) for op in TIMED_OPS for p in PASSES if (op, p) != ("softmax", "fwd")]
+
+
+def _op_params():
+    for name, device, dtype, skip in registry_targets(REGISTRY):
+        if dtype != "float32":
+            continue
+        for op, pass_ in OP_PASSES:
+            why = skip or unsupported(REGISTRY.get(name), op, pass_)
+            marks = [pytest.mark.skip(reason=why)] if why else []
+            yield pytest.param(name, device, op, pass_, id=f"{name}-{device}-{op}-{pass_}", marks=marks)
+
+
+@pytest.mark.parametrize("name, device, op, pass_", list(_op_params()))
+def test_op_and_pass(benchmark, name, device, op, pass_):
+    case = timing.prepare(name, device, "float32", Size(8, 4096), op=op, pass_=pass_)
+    case.check(case.call())
+    benchmark.group = f"{device} float32 8x4096 {op} {pass_}"
+    out = benchmark(case.call)
+    # What was timed is what is checked: the output of the benchmarked calls, against float64.
+    assert case.verify(out) is None
 
 
 def _params():
