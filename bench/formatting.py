@@ -46,6 +46,57 @@ def format_number(value: Optional[float]) -> str:
     return f"{value:.2e}"
 
 
+def format_ulp(value: Optional[float]) -> str:
+    """An error in ULP, always plain decimal with three significant digits: 0.493, 64.3, 507, 8388608."""
+    if value is None:
+        return MISSING
+    if value == 0:
+        return "0"
+    # Large counts stay whole and exact: a column of ULP never switches to scientific notation.
+    if abs(value) >= 999.5:
+        return f"{round(value):d}"
+    value = float(f"{value:.3g}")  # round first: 99.96 is '100', not '100.0'
+    decimals = 2 - math.floor(math.log10(abs(value)))
+    return f"{value:.{decimals}f}" if decimals > 0 else f"{round(value):d}"
+
+
+def format_relative(value: Optional[float]) -> str:
+    """A relative error, always scientific with three significant digits: 4.78e-03, 1.00e+00."""
+    if value is None:
+        return MISSING
+    return "0" if value == 0 else f"{value:.2e}"
+
+
+def format_percent(fraction: Optional[float]) -> str:
+    """A share as a percentage: whole from 1% (0.624 -> '62%'), one decimal below it (0.0041 -> '0.4%')."""
+    if fraction is None:
+        return MISSING
+    if 0 < fraction < 0.0095:
+        return f"{fraction * 100:.1f}%"
+    return f"{fraction * 100:.0f}%"
+
+
+def format_gbps(value: Optional[float]) -> str:
+    """A bandwidth in GB/s with three significant digits, never scientific: 0.424, 18.9, 160, 3350."""
+    if value is None:
+        return MISSING
+    if value == 0:
+        return "0 GB/s"
+    if abs(value) >= 999.5:
+        return f"{round(value):d} GB/s"
+    value = float(f"{value:.3g}")
+    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f} GB/s"
+
+
+def format_peak(n: Optional[float], method: Optional[str]) -> str:
+    """Peak memory: '7.8 MiB', or '≥ 3.9 MiB' for a resident-set figure (a lower bound)."""
+    if n is None:
+        return MISSING
+    # A resident-set figure misses memory the allocator already held.
+    return ("≥ " if method == "rss" else "") + human_bytes(n)
+
+
 def format_size(rows: int, vocab: int) -> str:
     """'rows×vocab', exact: vocabularies are known by their exact size (256000, not 250k)."""
     return f"{rows}×{vocab}"
