@@ -33,31 +33,21 @@ def format_figure(value: float) -> str:
     return f"{value:.3g}"
 
 
-def format_number(value: Optional[float]) -> str:
-    """Error figures: plain between 0.01 and 1e6 (ULP counts), scientific outside (relative errors)."""
-    if value is None:
-        return MISSING
+def _plain(value: float) -> str:
+    """Three significant digits in plain decimal, never scientific; from 1000 up, the whole number."""
     if value == 0:
         return "0"
-    if 0.01 <= abs(value) < 100:
-        return f"{value:.3g}"
-    if 100 <= abs(value) < 1e6:
-        return f"{value:.0f}"
-    return f"{value:.2e}"
-
-
-def format_ulp(value: Optional[float]) -> str:
-    """An error in ULP, always plain decimal with three significant digits: 0.493, 64.3, 507, 8388608."""
-    if value is None:
-        return MISSING
-    if value == 0:
-        return "0"
-    # Large counts stay whole and exact: a column of ULP never switches to scientific notation.
+    # Large figures stay whole and exact: a column never switches to scientific notation.
     if abs(value) >= 999.5:
         return f"{round(value):d}"
     value = float(f"{value:.3g}")  # round first: 99.96 is '100', not '100.0'
     decimals = 2 - math.floor(math.log10(abs(value)))
     return f"{value:.{decimals}f}" if decimals > 0 else f"{round(value):d}"
+
+
+def format_ulp(value: Optional[float]) -> str:
+    """An error in ULP, plain decimal: 0.493, 64.3, 507, 8388608."""
+    return MISSING if value is None else _plain(value)
 
 
 def format_relative(value: Optional[float]) -> str:
@@ -77,16 +67,8 @@ def format_percent(fraction: Optional[float]) -> str:
 
 
 def format_gbps(value: Optional[float]) -> str:
-    """A bandwidth in GB/s with three significant digits, never scientific: 0.424, 18.9, 160, 3350."""
-    if value is None:
-        return MISSING
-    if value == 0:
-        return "0 GB/s"
-    if abs(value) >= 999.5:
-        return f"{round(value):d} GB/s"
-    value = float(f"{value:.3g}")
-    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
-    return f"{value:.{decimals}f} GB/s"
+    """A bandwidth in GB/s, plain decimal: 0.424, 18.9, 160, 3350."""
+    return MISSING if value is None else f"{_plain(value)} GB/s"
 
 
 def format_peak(n: Optional[float], method: Optional[str]) -> str:
