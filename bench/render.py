@@ -156,8 +156,9 @@ def html_table(table: Table, heading: int = 3) -> str:
             out.append("<tbody>")
             label = _group_label(table.headers[:g], current)
             if label:
+                # The label in a span that CSS keeps in view while the table scrolls sideways.
                 out.append(f'<tr class="group"><th colspan="{len(table.headers) - g}" scope="rowgroup">'
-                           f"{escape_html(label)}</th></tr>")
+                           f"<span>{escape_html(label)}</span></th></tr>")
         cells = [html_cell(row[g], "th", numeric[g], tid, "row")]
         cells += [html_cell(c, "td", numeric[i], tid) for i, c in enumerate(row) if i > g]
         out.append("<tr>" + "".join(cells) + "</tr>")

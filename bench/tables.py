@@ -449,7 +449,10 @@ def peak_table(records: Sequence[dict[str, Any]]) -> Optional[Table]:
             return MISSING
         library = (f"{r.get('peak_library_method') or 'library'} {human_bytes(r['peak_library_bytes'])}"
                    if r.get("peak_library_bytes") is not None else None)
-        return Cell(format_peak(r["peak_bytes"], r.get("peak_method")), library, sort=r["peak_bytes"])
+        # The peak comes from the same worker call: a timing not trusted is flagged here too.
+        suspect = _suspect_note(r, notes)
+        return Cell(format_peak(r["peak_bytes"], r.get("peak_method")), library, flag="suspect" if suspect else None,
+                    note=suspect, kind="suspect" if suspect else None, sort=r["peak_bytes"])
 
     methods = sorted({str(r["peak_method"]) for r in timings if r.get("peak_method")})
     caption = ("Peak memory of one call beyond its inputs (one more call, untimed). ≥: the worker's resident-set "

@@ -67,6 +67,20 @@ window.addEventListener("load", function () {
     stickyRows: all("tbody th[scope=row]").filter(function (th) { return getComputedStyle(th).position !== "sticky"; }).length,
     headings: all("h1, h2, h3").map(function (h) { return [h.tagName, h.id]; })
   };
+  // Sorting: the page's script turns headers into buttons; a click on the first number column must
+  // order the first group's rows by their numbers (measured last: it moves rows, not widths).
+  var table = document.querySelector("table.sortable");
+  var heads = table ? Array.prototype.slice.call(table.tHead.rows[0].cells) : [];
+  var col = heads.findIndex(function (th) { return th.classList.contains("num"); });
+  var button = col >= 0 && heads[col].querySelector("button");
+  result.sorts = null;
+  if (button) {
+    button.click();
+    var keys = Array.prototype.slice.call(table.tBodies[0].rows)
+      .filter(function (r) { return !r.classList.contains("group") && r.cells[col].hasAttribute("data-sort"); })
+      .map(function (r) { return parseFloat(r.cells[col].getAttribute("data-sort")); });
+    result.sorts = keys.length > 1 && keys.every(function (k, i) { return i === 0 || keys[i - 1] <= k; });
+  }
   parent.postMessage(JSON.stringify(result), "*");
 });
 </script>"""
@@ -143,6 +157,7 @@ def assert_readable(measured: dict[int, dict]) -> None:
         assert m["numbers"] > 50
         assert m["brokenNumbers"] == [], f"numbers broken across lines at {width} px: {m['brokenNumbers'][:5]}"
         assert m["stickyHeads"] == 0 and m["stickyRows"] == 0
+        assert m["sorts"] is True, "a click on a column header sorts the table"
         tags = [tag for tag, _ in m["headings"]]
         assert tags[0] == "H1" and "H2" in tags and "H3" in tags and all(id_ for _, id_ in m["headings"])
 

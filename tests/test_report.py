@@ -75,7 +75,7 @@ def test_each_kind_of_number_has_one_format(format_, values, texts):
 def _rec(backend: str, median: float, **extra) -> dict:
     return {"kind": "timing", "backend": backend, "device": "cpu", "dtype": "float32", "rows": 1, "vocab": 1024,
             "op": "softmax", "mode": "warm", "median_s": median, "iqr_s": median / 50, "gbps": 1.0,
-            "copy_gbps": 2.0, **extra}
+            "copy_gbps": 2.0, "peak_bytes": 4096, **extra}
 
 
 def test_fastest_is_bold_within_its_group_only():
@@ -91,10 +91,10 @@ def test_fastest_is_bold_within_its_group_only():
 
 def test_a_suspect_timing_is_flagged_and_never_fastest():
     records = complete_timings([_rec("a", 2e-6), _rec("b", 1e-6, suspect="faster than the fastest copy by 3.0x")])
-    for table in (time_table(records), bandwidth_table(records)):
+    for table in (time_table(records), bandwidth_table(records), peak_table(records)):
         cells = {row[0]: row[-1] for row in table.rows}
         assert not cells["b"].strong and cells["b"].flag == "suspect" and cells["b"].kind == "suspect"
-        assert cells["a"].strong, "the fastest trusted time"
+        assert cells["a"].strong or table.title == "Peak memory", "the fastest trusted time"
         assert table.notes == ["suspect: faster than the fastest copy by 3.0x"] and cells["b"].endswith("suspect[1]")
         assert 'class="num k-suspect"' in render_table(table, "html")
     finding = {f.label: f for f in build_report([], records).findings}["Flagged"]
@@ -169,7 +169,7 @@ def test_the_speed_tables_key_on_op_and_pass_and_show_what_was_timed():
     assert "softmax bwd: read y and dy, write dx" in bandwidth.caption
     peak = {tuple(row[:4]): row for row in peak_table(records).rows}
     assert peak[("cross_entropy", "full", "1", "torch-fused")][-1] == "≥ 23.4 MiB (allocator 23.4 MiB)"
-    assert peak_table(complete_timings([_rec("a", 1e-6)])) is None, "no peak figures, no table"
+    assert peak_table(complete_timings([_rec("a", 1e-6, peak_bytes=None)])) is None, "no peak figures, no table"
 
 
 # ---------------------------------------------------------------- accuracy, sources
