@@ -41,7 +41,7 @@ nav.toc ol { margin: .2rem 0; padding-left: 1.4rem; }
 nav.toc ol ol { display: inline; padding: 0; }
 nav.toc ol ol::before { content: ": "; }
 nav.toc ol ol li { display: inline; }
-nav.toc ol ol li + li::before { content: " \\00b7 "; }
+nav.toc ol ol li + li::before { content: " · "; }
 ul.findings { padding-left: 1.2rem; }
 ul.findings > li { margin: .45rem 0; }
 ul.findings ul { margin: .2rem 0; padding-left: 1.2rem; }
