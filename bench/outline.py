@@ -61,6 +61,7 @@ class Report:
 
     @property
     def figures(self) -> list[Figure]:
+        """Every figure, in section order."""
         return [f for s in self.sections for f in s.figures]
 
 

@@ -42,6 +42,7 @@ class Figure:
 
     @property
     def id(self) -> str:
+        """The figure's anchor on a page: its file name."""
         return slug(self.png.stem)
 
 
@@ -390,7 +391,7 @@ def _mark_missing_exact(ax, x: float, style: dict[str, Any]) -> None:
             transform=blended_transform_factory(ax.transData, ax.transAxes))
 
 
-def drawn_tick_labels(fig, draw: bool = True) -> list[tuple[str, Any]]:
+def drawn_tick_labels(fig: Any, draw: bool = True) -> list[tuple[str, Any]]:
     """Every tick label ``fig`` draws, with its box in pixels (after drawing it, unless ``draw`` is
     False because it was just drawn).
 
@@ -413,7 +414,7 @@ def drawn_tick_labels(fig, draw: bool = True) -> list[tuple[str, Any]]:
     return found
 
 
-def overlapping_labels(fig, draw: bool = True) -> list[tuple[str, str]]:
+def overlapping_labels(fig: Any, draw: bool = True) -> list[tuple[str, str]]:
     """Pairs of tick labels whose rendered boxes overlap anywhere in ``fig``."""
     boxes = drawn_tick_labels(fig, draw)
     return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:] if box_a.overlaps(box_b)]

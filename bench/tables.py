@@ -107,6 +107,7 @@ class Notes:
         self.texts: list[str] = []
 
     def number(self, text: Optional[str]) -> Optional[int]:
+        """The note's number (1-based), adding it the first time; ``None`` for no text."""
         if not text:
             return None
         if text not in self.texts:
@@ -115,6 +116,7 @@ class Notes:
 
 
 def order_key(dim: str, value: Any) -> tuple:
+    """Sort key of a dimension's value: the known order (float64 before float32, warm before cold), then text."""
     known = _ORDER.get(dim, ())
     return (known.index(value) if value in known else len(known), str(value))
 
@@ -131,6 +133,7 @@ def split_dims(records: Iterable[dict[str, Any]], dims: Sequence[str]) -> tuple[
 
 
 def dim_name(dim: str) -> str:
+    """A dimension as a header says it: world_size is 'world size'."""
     return DIM_NAMES.get(dim, dim)
 
 
@@ -172,6 +175,7 @@ def fold_constant_columns(table: Table, names: Sequence[str]) -> Table:
 
 
 def is_reference(record: dict[str, Any]) -> bool:
+    """Whether a check record is a reference library's convention, not a backend's result."""
     return record.get("reference") is True
 
 
@@ -193,6 +197,7 @@ def speed_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def is_suspect(record: dict[str, Any]) -> bool:
+    """Whether the engine marked a timing as one it does not trust (``suspect``: its reason)."""
     return bool(record.get("suspect"))
 
 
@@ -280,6 +285,8 @@ class _SpeedGrid:
     fastest: dict[tuple, float]  # (group, size) -> the fastest trusted median
 
     def keys(self) -> list[tuple]:
+        """(group, backend) of every row, in table order."""
+
         def order(item: tuple) -> tuple:
             group, backend = item
             return (*(order_key(d, v) for d, v in zip(SPEED_DIMS, group)), backend)
@@ -287,14 +294,17 @@ class _SpeedGrid:
         return sorted(self.cells, key=order)
 
     def is_fastest(self, group: tuple, record: dict[str, Any]) -> bool:
+        """Whether ``record`` is the fastest trusted time of its group at its size."""
         size = (record["rows"], record["vocab"])
         return (not is_suspect(record) and record.get("median_s") is not None
                 and record["median_s"] == self.fastest.get((group, size)))
 
     def label(self, group: tuple, backend: str) -> list[str]:
+        """The row's label cells: the varying dimensions, then the backend."""
         return [MISSING if v is None else str(v) for d, v in zip(SPEED_DIMS, group) if d in self.varying] + [backend]
 
     def within(self) -> str:
+        """Caption words saying which rows the fastest is judged among."""
         return f" among rows with the same {join_words([dim_name(d) for d in self.varying])}" if self.varying else ""
 
 
