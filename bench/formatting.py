@@ -33,17 +33,50 @@ def format_figure(value: float) -> str:
     return f"{value:.3g}"
 
 
-def format_number(value: Optional[float]) -> str:
-    """Error figures: plain between 0.01 and 1e6 (ULP counts), scientific outside (relative errors)."""
-    if value is None:
-        return MISSING
+def _plain(value: float) -> str:
+    """Three significant digits in plain decimal, never scientific; from 1000 up, the whole number."""
     if value == 0:
         return "0"
-    if 0.01 <= abs(value) < 100:
-        return f"{value:.3g}"
-    if 100 <= abs(value) < 1e6:
-        return f"{value:.0f}"
-    return f"{value:.2e}"
+    # Large figures stay whole and exact: a column never switches to scientific notation.
+    if abs(value) >= 999.5:
+        return f"{round(value):d}"
+    value = float(f"{value:.3g}")  # round first: 99.96 is '100', not '100.0'
+    decimals = 2 - math.floor(math.log10(abs(value)))
+    return f"{value:.{decimals}f}" if decimals > 0 else f"{round(value):d}"
+
+
+def format_ulp(value: Optional[float]) -> str:
+    """An error in ULP, plain decimal: 0.493, 64.3, 507, 8388608."""
+    return MISSING if value is None else _plain(value)
+
+
+def format_relative(value: Optional[float]) -> str:
+    """A relative error, always scientific with three significant digits: 4.78e-03, 1.00e+00."""
+    if value is None:
+        return MISSING
+    return "0" if value == 0 else f"{value:.2e}"
+
+
+def format_percent(fraction: Optional[float]) -> str:
+    """A share as a percentage: whole from 1% (0.624 -> '62%'), one decimal below it (0.0041 -> '0.4%')."""
+    if fraction is None:
+        return MISSING
+    if 0 < fraction < 0.0095:
+        return f"{fraction * 100:.1f}%"
+    return f"{fraction * 100:.0f}%"
+
+
+def format_gbps(value: Optional[float]) -> str:
+    """A bandwidth in GB/s, plain decimal: 0.424, 18.9, 160, 3350."""
+    return MISSING if value is None else f"{_plain(value)} GB/s"
+
+
+def format_peak(n: Optional[float], method: Optional[str]) -> str:
+    """Peak memory: '7.8 MiB', or '≥ 3.9 MiB' for a resident-set figure (a lower bound)."""
+    if n is None:
+        return MISSING
+    # A resident-set figure misses memory the allocator already held.
+    return ("≥ " if method == "rss" else "") + human_bytes(n)
 
 
 def format_size(rows: int, vocab: int) -> str:

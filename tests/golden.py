@@ -23,6 +23,10 @@ DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = DATA / "golden"
 SMALL = DATA / "results-small.json"  # one CPU machine: 4 NumPy backends, 2 dtypes, warm and cold
 GPU = DATA / "results-gpu.json"      # a second machine with a GPU: torch-fused on cpu and cuda
+# A GPU machine with the newer timing fields: op and pass (softmax fwd/bwd, log_softmax, cross_entropy
+# fwd/full), route, includes_bwd, bytes and byte_model, threads, a suspect timing, device copy figures,
+# peak memory by rss with the allocator's own figure, a failed full pass, a distributed backend.
+OPS = DATA / "results-ops.json"
 UPDATE = "SOFTMAX_BENCH_UPDATE_GOLDEN"
 
 

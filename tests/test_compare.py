@@ -6,7 +6,7 @@ import pytest
 
 from softmax_bench.compare import compare
 
-from golden import GPU, SMALL, check_golden, edited, timing
+from golden import GPU, OPS, SMALL, check_golden, edited, timing
 
 
 def _scaled(tmp_path, name, factor, backend="lse", **fields):
@@ -82,7 +82,7 @@ def test_files_with_no_benchmark_in_common_are_exit_2(tmp_path, cli):
     status, out, err = cli("compare", SMALL, renamed)
     assert (status, out) == (2, "")
     assert err == (f"softmax-bench: error: {SMALL} and {renamed} share no benchmark "
-                   "(timing records are matched on backend, device, dtype, rows, vocab, op, mode)\n")
+                   "(timing records are matched on backend, device, dtype, rows, vocab, op, pass, mode, world_size)\n")
 
 
 def test_a_bad_file_is_exit_2(tmp_path, cli):
@@ -106,3 +106,55 @@ def test_github_output_matches_its_golden_file(tmp_path, cli):
     assert status == 1
     check_golden("compare-github.md", out)
 
+
+
+# ---------------------------------------------------------------- the newer fields: pass, suspect
+
+
+def _op(document, backend, op, pass_, vocab=32000):
+    found = [r for r in document["records"] if r["kind"] == "timing" and r["backend"] == backend
+             and r["op"] == op and r["pass"] == pass_ and r["vocab"] == vocab]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_an_old_file_matches_a_new_one_on_softmax_forward(tmp_path, cli):
+    def new(document):  # the same benchmarks as a newer engine writes them, and a backward pass
+        for r in document["records"]:
+            if r["kind"] == "timing":
+                r.update({"pass": "fwd", "threads": 2})
+        document["records"].append({**timing(document, "lse"), "pass": "bwd"})
+
+    status, out, _ = cli("compare", SMALL, edited(tmp_path, "new.json", new))
+    assert status == 0
+    assert out.splitlines()[-1].startswith("0 slower, 0 faster, 46 within the threshold")
+    assert out.splitlines()[-1].endswith("0 only in A, 1 only in B"), "a backward pass is not the forward"
+
+
+def test_a_forward_that_includes_the_backward_is_not_a_plain_forward():
+    a = [{"kind": "timing", "backend": "x", "device": "cuda", "dtype": "float32", "rows": 1, "vocab": 1,
+          "op": "cross_entropy", "pass": "fwd", "mode": "warm", "median_s": 1.0}]
+    comparison = compare(a, [{**a[0], "includes_bwd": True}])
+    assert (len(comparison.changes), len(comparison.only_a), len(comparison.only_b)) == (0, 1, 1)
+
+
+def test_a_suspect_timing_in_b_is_never_a_win_and_counts_as_a_regression(tmp_path, cli):
+    faster_but_suspect = edited(tmp_path, "b.json", lambda d: _op(d, "triton", "softmax", "fwd").update(
+        median_s=_op(d, "triton", "softmax", "fwd")["median_s"] / 2, suspect="below the timer's resolution"),
+        source=OPS)
+    status, out, _ = cli("compare", OPS, faster_but_suspect)
+    assert status == 1
+    row = next(line for line in out.splitlines() if line.startswith("| triton") and "8×32000" in line)
+    assert [cell.strip() for cell in row.split("|")[-3:-1]] == ["0.50", "suspect in B[1]"], row
+    assert "1. B: below the timer's resolution" in out
+    last = out.splitlines()[-1]
+    assert last.startswith("0 slower, 0 faster,") and ", 1 suspect in B, 1 suspect in A or both," in last
+
+
+def test_a_suspect_timing_in_a_only_is_neither_a_win_nor_a_regression(tmp_path, cli):
+    trusted_now = edited(tmp_path, "b.json", lambda d: _op(d, "cupy-online", "softmax", "fwd").update(suspect=None),
+                         source=OPS)
+    status, out, _ = cli("compare", OPS, trusted_now)
+    assert status == 0
+    row = next(line for line in out.splitlines() if line.startswith("| cupy-online") and "8×32000" in line)
+    assert row.split("|")[-2].strip() == "suspect in A[1]" and "1. A: 1.60x faster than the fastest copy" in out

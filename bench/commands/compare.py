@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..tables import FORMATS
+from ..render import FORMATS
 from . import options
 
 HELP = "per-benchmark ratios between two results files"
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..results import load
     from ..runs import machine_label
-    from ..tables import render_table
+    from ..render import render_table
 
     a_doc, b_doc = load(args.baseline), load(args.contender)
     comparison = compare(a_doc["records"], b_doc["records"], args.threshold)

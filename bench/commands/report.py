@@ -1,10 +1,10 @@
-"""``softmax-bench report``: print the tables, or with ``--out`` write the report and plots."""
+"""``softmax-bench report``: print the report, or with ``--out`` write it with its plots."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..tables import FORMATS
+from ..render import FORMATS
 
 HELP = "tables and plots from results files"
 
@@ -18,18 +18,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..documents import write_report
+    from ..documents import render_document, write_report
     from ..errors import UsageError
-    from ..runs import load_runs, merge
-    from ..tables import build_tables, render_tables
+    from ..outline import build_report
+    from ..runs import load_runs, merge, warn_stderr
 
     if args.out is None and args.readme is not None:
         raise UsageError("--readme needs --out DIR, where the plots it links are written")
-    runs = load_runs(args.files, skip_bad=args.skip_bad)
-    records = merge(runs)
+    # Warnings go to stderr as they happen and into the report, where its readers see them too.
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warn_stderr(message)
+        warnings.append(message)
+
+    runs = load_runs(args.files, skip_bad=args.skip_bad, warn=warn)
+    records = merge(runs, warn=warn)
     if args.out is None:
-        print(render_tables(build_tables(runs, records), args.format), end="")
+        print(render_document(build_report(runs, records, warnings), args.format), end="")
         return 0
-    for path in write_report(runs, records, args.out, args.format, readme=args.readme):
+    for path in write_report(runs, records, args.out, args.format, readme=args.readme, warnings=warnings):
         print(path)
     return 0

@@ -1,0 +1,152 @@
+"""The report's plots show the data: every line inside its axes, tick labels apart (measured on the
+rendered text), backends told apart, failed and suspect points marked and named, legends off the data."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from softmax_bench import plots  # noqa: E402
+from softmax_bench.runs import load_runs, merge  # noqa: E402
+
+from golden import OPS, SMALL  # noqa: E402
+from helpers import ROOT  # noqa: E402
+
+PUBLISHED = [ROOT / "results" / "check-cpu.json", ROOT / "results" / "timing-cpu-default-a.json"]
+
+
+def _figures(paths) -> dict[str, plots._Drawn]:
+    records = merge(load_runs(paths), warn=lambda message: None)
+    styles = plots.backend_styles(records)
+    drawn = [*plots.bandwidth_figures(records, styles), *plots.peak_figures(records, styles),
+             *plots.error_figures(records, styles)]
+    return {d.name: d for d in drawn}
+
+
+# Drawn and measured (about half a second each): every published figure, and those of the fixtures that
+# have what the published ones lack (a suspect point, peak memory, failed and skipped timings).
+DRAWN = ("bandwidth-cpu-float32-warm", "bandwidth-cpu-float32-cold", "error-cpu-float64", "error-cpu-float32",
+         "error-cpu-float16", "error-cpu-bfloat16", "bandwidth-cuda-bfloat16-warm-softmax-fwd-ws1",
+         "peak-cuda-bfloat16-warm", "small/bandwidth-cpu-float64-cold")
+
+
+@pytest.fixture(scope="module")
+def figures():
+    """Every figure of the published report, of the newer-fields fixture and of the small fixture;
+    those named in ``DRAWN`` are drawn once, here."""
+    plt = plots._pyplot()
+    with plt.rc_context({"figure.max_open_warning": 0}):  # all of them stay open for the tests
+        found = {**_figures(PUBLISHED), **_figures([OPS]), **{f"small/{k}": v for k, v in _figures([SMALL]).items()}}
+    for name in DRAWN:
+        found[name].fig.canvas.draw()
+    yield found
+    for d in found.values():
+        plt.close(d.fig)
+
+
+def _data_lines(ax):
+    return [line for line in ax.get_lines() if line.get_transform() == ax.transData]
+
+
+def lines_outside(fig) -> list[str]:
+    """Labels of lines with a point outside the view of their axes."""
+    outside = []
+    for ax in fig.axes:
+        (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+        for line in _data_lines(ax):
+            if any(not (x0 <= x <= x1 and y0 <= y <= y1) for x, y in line.get_xydata()):
+                outside.append(line.get_label())
+    return outside
+
+
+def test_no_two_tick_labels_overlap(figures):
+    for name in DRAWN:
+        fig = figures[name].fig
+        assert len(plots.drawn_tick_labels(fig, draw=False)) > 5, name
+        assert plots.overlapping_labels(fig, draw=False) == [], name
+
+
+def test_the_overlap_check_catches_the_old_tick_placement():
+    """Negative control: the old bandwidth panels (log2 axis, ticks at the vocabularies, 3 inch panels)."""
+    plt = plots._pyplot()
+    with plt.rc_context({"figure.max_open_warning": 0}):  # the module's figures are still open
+        fig, axes = plt.subplots(1, 3, figsize=(11.2, 4.2), sharey=True, squeeze=False)
+    vocabs = [1024, 32000, 50257, 128256, 151936, 256000]
+    for ax in axes[0]:
+        ax.plot(vocabs, range(len(vocabs)))
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(vocabs, [f"{v:g}" for v in vocabs])
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+    fig.tight_layout()
+    try:
+        assert ("128256", "151936") in plots.overlapping_labels(fig)
+    finally:
+        plt.close(fig)
+
+
+def test_every_line_lies_inside_its_axes_the_copy_ceiling_included(figures):
+    for name, d in figures.items():
+        assert lines_outside(d.fig) == [], name
+    warm = figures["bandwidth-cpu-float32-warm"].fig
+    assert any(line.get_label() == "fastest copy (ceiling)" for line in _data_lines(warm.axes[1]))
+    # Negative control: the old shared limit cut the 8-row panel's copy line at its top.
+    top = warm.axes[1]
+    limits = top.get_ylim()
+    top.set_ylim(limits[0], 160)
+    assert lines_outside(warm) == ["fastest copy (ceiling)"]
+    top.set_ylim(*limits)
+
+
+def test_the_backends_differ_in_marker_and_line_style_and_are_drawn_hollow(figures):
+    styles = plots.backend_styles([{"backend": f"b{i}"} for i in range(8)])
+    assert len({s["marker"] for s in styles.values()}) == 8
+    assert len({str(s["linestyle"]) for s in styles.values()}) == 8
+    error = figures["error-cpu-float32"].fig.axes[0]
+    drawn = {line.get_label(): line for line in _data_lines(error) if not line.get_label().startswith("_")}
+    assert len(drawn) == 7 and len({(l.get_marker(), str(l.get_linestyle())) for l in drawn.values()}) == 7
+    assert all(line.get_markerfacecolor() == "none" for line in drawn.values())
+
+
+def _marks(ax, marker):
+    """Points drawn with ``marker`` at the bottom of the axes (x in data, y in axes coordinates)."""
+    return [line for line in ax.get_lines() if line.get_marker() == marker and line.get_transform() != ax.transData]
+
+
+def test_failed_and_missing_points_are_marked_at_the_bottom_and_named(figures):
+    error = figures["error-cpu-float32"]
+    crosses = _marks(error.fig.axes[0], "x")
+    naive = plots.backend_styles(merge(load_runs(PUBLISHED), warn=lambda m: None))["naive"]["color"]
+    assert len(crosses) == 2 and all(line.get_color() == naive for line in crosses)
+    assert "naive at 30 and 100" in error.caption
+    cold = figures["small/bandwidth-cpu-float64-cold"]
+    # lse failed at 64×1024, online skipped at 4×262144: marked in both rows of panels.
+    assert sum(len(_marks(ax, "x")) for ax in cold.fig.axes) == 4
+    assert "lse 64×1024 (failed: raised)" in cold.caption and "online 4×262144 (skipped)" in cold.caption
+
+
+def test_a_suspect_timing_gets_a_red_ring_and_is_named(figures):
+    d = figures["bandwidth-cuda-bfloat16-warm-softmax-fwd-ws1"]
+    rings = [line for line in d.fig.axes[0].get_lines() if line.get_markeredgecolor() == "red"]
+    assert [tuple(line.get_xydata()[0]) for line in rings] == [(0.0, 2240.0)]
+    assert "suspect timing" in d.caption and "cupy-online 8×32000" in d.caption
+
+
+def test_legends_sit_outside_the_data(figures):
+    for name in DRAWN:
+        fig = figures[name].fig
+        renderer = fig.canvas.get_renderer()
+        assert fig.legends, name
+        for legend in fig.legends:
+            box = legend.get_window_extent(renderer)
+            assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes), name
+
+
+def test_peak_memory_is_plotted_for_cross_entropy_full_passes_only(figures):
+    peak = [name for name in figures if name.startswith(("peak", "small/peak"))]
+    assert peak == ["peak-cuda-bfloat16-warm"]
+    ax = figures["peak-cuda-bfloat16-warm"].fig.axes[0]
+    drawn = {line.get_label(): line.get_ydata() for line in _data_lines(ax) if not line.get_label().startswith("_")}
+    assert set(drawn) == {"torch-fused", "fused-ce"}
+    assert list(drawn["fused-ce"]) == pytest.approx([(8 * 32000 * 2 + 65536) / 2**20, (8 * 128256 * 2 + 65536) / 2**20])
+    assert len(_marks(ax, "x")) == 1, "fused-ce failed at 256000"
