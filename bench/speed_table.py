@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from .formatting import format_seconds, human_bytes
+from .formatting import format_peak, format_seconds
 from .sizes import Size
 
 BASELINE = "max-shift"  # the default reference backend of the comparison table
@@ -33,12 +33,6 @@ def relative_to_baseline(records: Sequence[dict[str, Any]], baseline: str = BASE
     }
 
 
-def _peak(record: dict[str, Any]) -> str:
-    if record.get("peak_bytes") is None:
-        return "-"
-    return human_bytes(record["peak_bytes"])
-
-
 def table(records: Sequence[dict[str, Any]], baseline: str = BASELINE, tablefmt: str = "simple") -> str:
     """The comparison table of timing records (tabulate)."""
     from tabulate import tabulate
@@ -59,7 +53,7 @@ def table(records: Sequence[dict[str, Any]], baseline: str = BASELINE, tablefmt:
             format_seconds(r.get("median_s"), "-"), format_seconds(r.get("iqr_s"), "-"),
             f"{r['gbps']:.2f}" if r.get("gbps") else "-",
             f"{100 * fraction:.0f}%" if fraction else "-",
-            _peak(r),
+            format_peak(r.get("peak_bytes"), r.get("peak_method")),
             "suspect" if r.get("suspect") else f"{rel:.2f}x" if rel else "-",
             note,
         ])
