@@ -248,14 +248,20 @@ def _cross_entropy_fwd_bwd(logits, target, dloss, ignore_index, shard, fused):
 
     _, shape, mx, tg, e, s, zt = _cross_entropy_stats(logits, target, ignore_index, shard, fused)
     loss = _loss(s, zt, tg, logits.dtype).reshape(shape[:-1])
-    p = mx.restore(e).div_((1 + s)[:, None])
+    dl = dloss.reshape(-1).to(e.dtype)
+    e = mx.restore(e)
     if tg.n:
-        pt = p.gather(1, tg.col).squeeze(1)
+        pt = e.gather(1, tg.col).squeeze(1) / (1 + s)  # p at the target column (on the owning rank)
+    # One pass: dlogits = exp(x - M) * (dloss / (1 + s)); the target column is fixed after.
+    g = e.mul_((dl / (1 + s))[:, None])
+    if tg.n:
         # p_t - 1 at the row's max term is -s / (1 + s) exactly: no cancellation when p_t is near 1.
         at_top = mx.holder & (tg.col.squeeze(1) == mx.idx)
-        gt = torch.where(at_top, -s / (1 + s), pt - 1)
-        p.scatter_(1, tg.col, torch.where(tg.owned, gt, pt)[:, None])
-    g = p.mul_(dloss.reshape(-1).to(p.dtype)[:, None]).masked_fill_(tg.ignored[:, None], 0)
+        gt = torch.where(at_top, -s / (1 + s), pt - 1) * dl
+        g.scatter_(1, tg.col, torch.where(tg.owned, gt, g.gather(1, tg.col).squeeze(1))[:, None])
+    ignored = tg.ignored.nonzero().squeeze(1)
+    if ignored.numel():  # exactly 0, even where the logits were NaN
+        g.index_fill_(0, ignored, 0)
     return loss, g.to(logits.dtype).reshape(shape)
 
 
