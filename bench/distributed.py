@@ -41,6 +41,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 import traceback
@@ -458,6 +459,12 @@ class RankGroup:
             return
         if mp.current_process().daemon:
             raise RuntimeError("a distributed group is started from the main process, not from a daemonic worker")
+        main = sys.modules.get("__main__")
+        main_file = getattr(main, "__file__", None)
+        if getattr(main, "__spec__", None) is None and main_file and not os.path.exists(main_file):
+            # Spawned ranks re-run the main script; "python -" has none to re-run, and each rank would die on it.
+            raise RuntimeError(f"spawned ranks re-import the main module, and {main_file} is no file: "
+                               "run from a script (with an if __name__ == '__main__' guard), a module or python -c")
         spawn = mp.get_context("spawn")
         self._tmp = tempfile.mkdtemp(prefix="softmax-bench-dist-")
         init_method = "file://" + os.path.join(self._tmp, "rendezvous")
