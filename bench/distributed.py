@@ -546,7 +546,13 @@ class RankGroup:
                 conn.send((func, args, kwargs))
             except (OSError, ValueError):
                 pass  # that rank is gone; the collection below says how
-        return self._collect("ok", self.timeout, "the task")
+        try:
+            return self._collect("ok", self.timeout, "the task")
+        except BackendFailure:
+            raise
+        except BaseException:  # Ctrl-C while waiting: the ranks ignore SIGINT, so stop them here
+            self._kill()
+            raise
 
     def _run_in_place(self, func: Callable[..., Any], args: tuple, kwargs: dict) -> list[Any]:
         import torch.distributed as dist

@@ -122,7 +122,7 @@ def _specials(got: np.ndarray, single: np.ndarray, what: str) -> tuple[np.ndarra
     mismatch |= ~special & ~np.isfinite(got)
     if mismatch.any():
         r, c = np.argwhere(mismatch)[0]
-        return special, f"{what}: got {got[r, c]!r} at row {r}, column {c} where max-shift gives {single[r, c]!r}"
+        return special, f"{what}: got {float(got[r, c])!r} at row {r}, column {c} where max-shift gives {float(single[r, c])!r}"
     return special, None
 
 
@@ -408,9 +408,15 @@ def test_out_of_range_target_is_refused(groups):
 def test_flawed_local_shift_is_caught(groups):
     x, target, dloss = hostile(50257, 2)
     for op in ("softmax", "log_softmax"):
+        # All hostile rows: the masked shard's local max is -inf, and -inf - -inf is NaN.
         reason = check_op(groups(2), "vocab-parallel-flawed", op, "float32", x, target, dloss, FLAWED)
-        assert reason is not None and reason.startswith(f"vocab-parallel-flawed {op} float32 on 2 ranks: "), reason
-        assert " ULP at row 0, " in reason or "where max-shift gives" in reason, reason
+        assert reason is not None and reason.startswith(
+            f"vocab-parallel-flawed {op} float32 on 2 ranks: got nan at row 1, column 0 where max-shift gives "), reason
+        # A plain random row: the shards' maxima differ, and the unscaled sums are wrong by orders of magnitude.
+        reason = check_op(groups(2), "vocab-parallel-flawed", op, "float32", x[:1], target[:1], dloss[:1], FLAWED)
+        assert reason is not None and reason.startswith(f"vocab-parallel-flawed {op} float32 on 2 ranks: error "), reason
+        assert " ULP at row 0, column " in reason and "(max-shift's worst on that row: " in reason, reason
+        print(reason)
     # On one process the flaw vanishes (there is only one local max): the check is about sharding.
     flawed = import_plugin_file(FLAWED[0])
     single = flawed.softmax(torch.tensor(x[[0]], dtype=torch.float32)).numpy()
@@ -448,6 +454,7 @@ def test_not_vocab_parallel_is_refused_before_starting_anything():
     ("vocab-parallel-hang", "timeout",
      "timed out after 3 s: rank 1 did not finish the task (waiting for it: rank 0 in all_reduce)"),
     ("vocab-parallel-killed", "crashed", "rank 1 died on SIGKILL"),
+    ("vocab-parallel-exits", "crashed", "rank 1 exited with status 3"),
     ("vocab-parallel-raises", "raised", "rank 1: RuntimeError: NCCL error: unhandled system error (planted)"),
 ])
 def test_a_failing_rank_fails_the_group_and_leaves_no_process(name, kind, reason):

@@ -1,4 +1,4 @@
-"""Vocabulary-parallel backends that fail on one rank: they hang, die, raise, or disagree.
+"""Vocabulary-parallel backends that fail on one rank: they hang, die, exit, raise, or disagree.
 
 Rank 0 always goes on into its all_reduce, which then waits for rank 1
 forever (gloo has no way to tell it the peer is gone or stuck): the group's
@@ -33,6 +33,12 @@ def killed(x, axis=-1, shard=None):
     return (x - _reduce_max(x, shard)[:, None]).exp()
 
 
+def exits(x, axis=-1, shard=None):
+    if shard is not None and shard.rank == 1:
+        os._exit(3)  # no exception, no traceback: the process is just gone
+    return (x - _reduce_max(x, shard)[:, None]).exp()
+
+
 def raises(x, axis=-1, shard=None):
     if shard is not None and shard.rank == 1:
         raise RuntimeError("NCCL error: unhandled system error (planted)")
@@ -57,6 +63,7 @@ def _backend(name, **fns):
 backends = [
     _backend("vocab-parallel-hang", softmax=hang),
     _backend("vocab-parallel-killed", softmax=killed),
+    _backend("vocab-parallel-exits", softmax=exits),
     _backend("vocab-parallel-raises", softmax=raises),
     _backend("vocab-parallel-wrong-shape", softmax=wrong_shape),
     _backend("vocab-parallel-disagree", cross_entropy=disagree),
