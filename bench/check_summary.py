@@ -14,6 +14,11 @@ from .cases import SPECIAL_CASES
 from .formatting import format_figure
 
 
+def label(record: dict[str, Any]) -> str:
+    """The backend, with the ranks it was sharded over when it was."""
+    return record["backend"] + (f" x{record['world_size']}" if record.get("world_size") else "")
+
+
 def summarise(records: Sequence[dict[str, Any]], out=None) -> None:
     """Per-backend pass/fail counts and worst ULP, the overflow matrix, and each failure."""
     out = out or sys.stdout
@@ -22,7 +27,7 @@ def summarise(records: Sequence[dict[str, Any]], out=None) -> None:
     mine = [r for r in records if not r.get("reference")]
     groups: dict[tuple, list] = {}
     for r in mine:
-        groups.setdefault((r["backend"], r["device"], r["dtype"]), []).append(r)
+        groups.setdefault((label(r), r["device"], r["dtype"]), []).append(r)
     rows = []
     dtype_order = {d: i for i, d in enumerate(dt.DTYPES)}
     for (backend, device, dtype), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], dtype_order.get(kv[0][2], 9))):
@@ -40,7 +45,7 @@ def summarise(records: Sequence[dict[str, Any]], out=None) -> None:
     if failures:
         print(f"\n{len(failures)} failure(s):", file=out)
         for r in failures:
-            print(f"FAIL {r['backend']} {r['device']} {r['dtype']} {r['case']} {r['op']}: {r.get('reason')}", file=out)
+            print(f"FAIL {label(r)} {r['device']} {r['dtype']} {r['case']} {r['op']}: {r.get('reason')}", file=out)
 
 
 def overflow_matrix(records: Sequence[dict[str, Any]]) -> list[list[str]]:

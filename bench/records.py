@@ -76,6 +76,10 @@ class TimingRecord(_Record):
     buffers: Optional[int] = None
     llc_bytes: Optional[int] = None
     skipped: bool = False
+    world_size: Optional[int] = _optional()
+    collectives: Optional[int] = _optional()
+    comm_bytes: Optional[int] = _optional()
+    comm_median_s: Optional[float] = _optional()
     suspect: Optional[str] = None
     reason: Optional[str] = None
     failure: Optional[str] = None
@@ -105,6 +109,7 @@ class CheckRecord(_Record):
     expected: Optional[str]
     judged: bool
     kind: str = "check"
+    world_size: Optional[int] = _optional()
     scale: Optional[float] = _optional()
     anchor: Optional[int] = _optional()
     reference: Optional[bool] = _optional()

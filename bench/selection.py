@@ -38,6 +38,11 @@ class Selection:
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (backend, device, reason)
     plugin_files: tuple[str, ...] = ()
 
+    @property
+    def single_process(self) -> list[Target]:
+        """The targets that run in one process (not sharded over a group: ``parallel`` unset)."""
+        return [t for t in self.targets if self.registry.get(t.backend).parallel is None]
+
 
 def load_registry(plugin_files: Sequence[str] = ()) -> Registry:
     """The registry with ``plugin_files``; a missing file is a ``UsageError``.

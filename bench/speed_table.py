@@ -48,7 +48,8 @@ def table(records: Sequence[dict[str, Any]], baseline: str = BASELINE, tablefmt:
         elif r.get("includes_bwd"):
             note = "forward timed through the fused forward+backward"
         rows.append([
-            r["backend"], r["device"], r["dtype"], Size(r["rows"], r["vocab"]).label, r.get("mode"),
+            r["backend"] + (f" x{r['world_size']}" if r.get("world_size") else ""), r["device"], r["dtype"],
+            Size(r["rows"], r["vocab"]).label, r.get("mode"),
             r.get("op", "softmax"), r.get("pass", "fwd"), str(r.get("threads") or "-"),
             format_seconds(r.get("median_s"), "-"), format_seconds(r.get("iqr_s"), "-"),
             f"{r['gbps']:.2f}" if r.get("gbps") else "-",

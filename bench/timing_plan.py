@@ -67,7 +67,7 @@ def timing_units(selection: Selection, plan: Plan, budget: Budget, max_bytes: Op
     plugin_files = tuple(selection.plugin_files)
     units = []
     for size, mode, op, pass_ in plan.items():
-        for target in selection.targets:
+        for target in selection.single_process:
             backend = selection.registry.get(target.backend)
             if unsupported(backend, op, pass_):
                 continue

@@ -91,6 +91,8 @@ def _items():
     items = []
     for name in REGISTRY.names():
         backend = REGISTRY.get(name)
+        if backend.parallel:  # sharded over a process group: tests/test_distributed*.py and `check --world-size`
+            continue
         for device in backend.devices:
             reason = REGISTRY.unavailable(name, device)
             for dtype in backend.dtypes:

@@ -16,6 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--case", action="append", default=[], metavar="C", help="case to run (repeatable; default: all)")
     p.add_argument("--jobs", "-j", type=options.positive_int, default=None, metavar="N",
                    help="backends checked at once, each in its own worker (default: the number of CPUs, at most 4)")
+    options.add_world_size(p)
     options.add_plugin(p)
     options.add_engine(p)
 
@@ -23,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..check_summary import summarise
     from ..checks import convention_units, plan, select_cases
+    from ..distributed_plan import Groups, check_units
     from ..suite import execute
 
     registry = options.registry(args)
@@ -33,12 +35,14 @@ def run(args: argparse.Namespace) -> int:
         print("nothing to check: no selected backend is available here", file=sys.stderr)
         return 0
     results = options.results(args)
-    units = plan(selection.targets, chosen, selection.plugin_files)
+    units = plan(selection.single_process, chosen, selection.plugin_files)
     units += convention_units(chosen)  # what torch, jax and scipy do, beside every matrix
     jobs = args.jobs or min(os.cpu_count() or 1, 4)
     try:
-        with options.executor(args) as executor:
+        with options.executor(args) as executor, Groups(args.timeout, args.memory_limit) as groups:
+            sharded = check_units(selection.targets, chosen, selection.plugin_files, args.world_size or [2], groups)
             execute(units, results, executor, desc="check", jobs=jobs)
+            execute(sharded, results, executor, desc="check (distributed)")
     except KeyboardInterrupt:
         print(f"interrupted: {len(results.records)} records kept in {results.path}", file=sys.stderr)
         return 130

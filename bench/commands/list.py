@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         b = registry.get(name)
         entries.append({
             "name": name, "library": b.library, "devices": list(b.devices), "dtypes": list(b.dtypes),
-            "ops": list(b.ops), "description": b.description, "origin": b.origin,
+            "ops": list(b.ops), "parallel": b.parallel, "description": b.description, "origin": b.origin,
             "unavailable": {device: registry.unavailable(name, device) for device in b.devices},
         })
     if args.format == "json":
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for e in entries:
         status = "; ".join(f"{d}: {'yes' if why is None else 'no, ' + why}" for d, why in e["unavailable"].items())
-        rows.append([e["name"], e["library"], ",".join(e["devices"]), ",".join(e["dtypes"]), ",".join(e["ops"]), status])
-    print(tabulate(rows, headers=["backend", "library", "devices", "dtypes", "ops", "available"], tablefmt="simple"))
+        rows.append([e["name"], e["library"], ",".join(e["devices"]), ",".join(e["dtypes"]), ",".join(e["ops"]),
+                     e["parallel"] or "-", status])
+    print(tabulate(rows, headers=["backend", "library", "devices", "dtypes", "ops", "parallel", "available"], tablefmt="simple"))
     return 0

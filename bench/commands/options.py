@@ -73,6 +73,11 @@ def add_engine(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-isolate", action="store_true", help="run backends in this process (debugging; no timeout or crash protection)")
 
 
+def add_world_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--world-size", type=positive_int, action="append", default=[], metavar="N",
+                   help="ranks a distributed (parallel=vocab) backend is sharded over (repeatable; default 2)")
+
+
 def registry(args: argparse.Namespace) -> Registry:
     """The registry with the command's plugin files; its warnings go to stderr, one line each."""
     loaded = load_registry(args.plugin)

@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-bytes", type=options.byte_size, default=None, metavar="SIZE", help="skip sizes whose working set exceeds this (default: half of free memory)")
     p.add_argument("--baseline", default=BASELINE, metavar="NAME", help=f"backend the table's ratios are taken against (default: {BASELINE})")
     p.add_argument("--no-check", action="store_true", help="skip the correctness summary")
+    options.add_world_size(p)
     options.add_plugin(p)
     options.add_engine(p)
 
@@ -44,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from ..speed_table import table
     from ..suite import execute
     from ..timer import DEFAULT_BUDGET, QUICK_BUDGET
+    from ..distributed_plan import Groups
+    from ..distributed_plan import timing_units as sharded_units
     from ..threads import environment
     from ..timing_plan import Plan, finalize, timing_units
 
@@ -73,13 +76,17 @@ def run(args: argparse.Namespace) -> int:
     executor = options.executor(args)
     try:
         if not args.no_check:
-            units = check_units(selection.targets, select_cases(RUN_SUMMARY_CASES), selection.plugin_files, ops=("softmax",))
+            units = check_units(selection.single_process, select_cases(RUN_SUMMARY_CASES), selection.plugin_files, ops=("softmax",))
             print_run_summary(execute(units, results, executor, desc="correctness"))
         units = timing_units(selection, plan, budget, max_bytes or None, args.threads)
         print(f"timing {len(units)} units: {len(selection.targets)} targets x {len(sizes)} sizes x {len(modes)} modes"
               f" x {len(plan.passes)} op/pass pairs (--max-bytes {human_bytes(max_bytes) if max_bytes else 'none'})",
               file=sys.stderr)
         execute(units, results, executor, desc="timing")
+        with Groups(args.timeout, args.memory_limit, args.threads) as groups:
+            sharded = sharded_units(selection.targets, plan.items(), selection.plugin_files, args.world_size or [2],
+                                    groups, budget)
+            execute(sharded, results, executor, desc="timing (distributed)")
     except KeyboardInterrupt:
         print(f"interrupted: {len(results.records)} records kept in {results.path}", file=sys.stderr)
         return 130
