@@ -34,8 +34,7 @@ from typing import Optional
 import numpy as np
 
 from softmax_bench import Backend
-
-IGNORE_INDEX = -100  # as softmax_bench.backend.IGNORE_INDEX
+from softmax_bench.backend import IGNORE_INDEX
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 ALGORITHMS = {  # backend name suffix -> (algorithm, description)
     "3pass": ("THREE_PASS", "max; sum of exp(x - max); write exp(x - max) / sum recomputing exp (numba, vectorised exp)"),
