@@ -678,14 +678,20 @@ def drive(op, algo, a, b=None, target=None, dloss=None, ignore_index=-100, out=N
     default).
     """
     params = params or exp_params(a.dtype.name)
-    t = a.dtype.type
-    rows = a.shape[0]
+    no_target, no_values, no_limits = _placeholders(a.dtype)
     out = output_like(a) if out is None else out
     ce = op in (CROSS_ENTROPY, CROSS_ENTROPY_GRAD)
-    loss = np.empty(rows if ce else 0, a.dtype)
+    loss = np.empty(a.shape[0], a.dtype) if ce else no_values
     _drive(op, algo, a, a if b is None else b,
-           np.zeros(0, np.int64) if target is None else target,
-           np.zeros(0, a.dtype) if dloss is None else dloss,
+           no_target if target is None else target,
+           no_values if dloss is None else dloss,
            np.int64(ignore_index), out, loss,
-           tuple(t(v) for v in (limits or (np.inf, 0.0))), params.constants, params.poly)
+           no_limits if limits is None else tuple(a.dtype.type(v) for v in limits), params.constants, params.poly)
     return (loss, out) if ce else out
+
+
+@lru_cache(maxsize=None)
+def _placeholders(dtype: np.dtype):
+    """What drive passes for arguments an operation does not use (never written):
+    an empty target array, an empty value array, and the limits (inf, 0)."""
+    return np.zeros(0, np.int64), np.zeros(0, dtype), (dtype.type(np.inf), dtype.type(0.0))
