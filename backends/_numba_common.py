@@ -1,0 +1,714 @@
+"""Compiled CPU softmax kernels (numba): one exponential, one row driver, four algorithms.
+
+``backends/numba_kernels.py`` imports this module lazily, the first time a
+kernel runs, so listing backends never pays for numba. Read it top to bottom:
+
+1. **The exponential** ``_exp``: Cody-Waite range reduction, a polynomial, and
+   a scale by 2^n built from bits (as XNNPACK does), so that LLVM vectorises
+   it; ``math.exp`` would be a scalar libm call per element.
+2. **Lane reductions**: a row's max and sums are kept in ``LANES``
+   independent accumulators on the stack and merged at the end. LLVM may
+   only vectorise a floating-point reduction if it may reassociate it, and
+   reassociation is not allowed here (it would also reorder the range
+   reduction and the ``(x - max) - log(sum)`` of log_softmax); independent
+   lanes give the same vector code with a fixed, documented summation order.
+   As in max-shift (Blanchard, Higham & Higham 2021), the terms exactly 1
+   (the max's own exp(0)) are counted apart from the rest of the sum, so a
+   row dominated by its max keeps that rest to full precision.
+3. **Per-row algorithms**: how each algorithm obtains the shift and the sum of
+   a row (three-pass, three-pass reloading, two-pass online, naive), and the
+   write passes.
+4. **The row driver** ``_drive``: the one ``prange`` over rows, dispatching on
+   the operation and the algorithm once per row.
+
+Everything takes C-contiguous (rows, n) arrays of float32 or float64 (the
+caller makes them), so each entry point compiles twice at most; ``cache=True``
+keeps those compilations on disk between processes.
+
+The polynomial is an argument, not a constant: ``ExpParams`` carries it, and
+a test builds the kernels with a polynomial one degree short to prove the
+correctness suite notices (tests/test_numba_kernels.py).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
+
+# Only "contract" (fuse a*b + c into one FMA, which rounds once instead of
+# twice). Not "reassoc": it would let LLVM rewrite (x - n*hi) - n*lo, the
+# two-constant range reduction, and (x - max) - log(sum). Not "nnan"/"ninf":
+# the suite feeds -inf, +inf and NaN and the kernels rely on IEEE semantics
+# for them. Not "arcp": where a reciprocal is wanted it is written out.
+FASTMATH = {"contract"}
+
+
+def _jit(**options):
+    """numba.njit with this module's floating-point model.
+
+    ``error_model="numpy"``: x / 0 is inf or NaN as IEEE says, not Python's
+    ZeroDivisionError (a fully masked row divides 0 by 0 and must give NaN),
+    and no zero test is compiled into every division.
+    """
+    return njit(fastmath=FASTMATH, error_model="numpy", **options)
+
+# Independent accumulators per row, on the stack. 64 is four AVX-512 vectors
+# of float32: enough that LLVM keeps the lane loop a loop and vectorises it
+# (numba runs LLVM without the SLP vectoriser, so 16 lanes unrolled in full
+# would stay 16 scalar registers), few enough to merge cheaply.
+LANES = 64
+# Elements per lane per block of the online pass: the running max is updated
+# once per block, so the rescaling exp costs 1/BLOCK of an exp per element.
+BLOCK = 8
+# Elements per chunk of a lane sum: each chunk is summed in its own lanes and
+# then added to the running totals (a two-level sum; see _lane_sum_of).
+CHUNK = 4096
+
+# Operations and algorithms the driver dispatches on (compile-time constants).
+SOFTMAX, LOG_SOFTMAX, SOFTMAX_VJP, LOG_SOFTMAX_VJP, CROSS_ENTROPY, CROSS_ENTROPY_GRAD = range(6)
+THREE_PASS, THREE_PASS_RELOAD, TWO_PASS, NAIVE = range(4)
+
+# Polynomial degrees of the shipped exponential: the smallest giving about one
+# ULP over the whole range (tests/test_numba_kernels.py measures it).
+DEGREE = {"float32": 6, "float64": 11}
+
+
+# --------------------------------------------------------------------------- the exponential
+
+
+class ExpConstants(NamedTuple):
+    """Constants of the exponential in one working dtype (a homogeneous tuple,
+    which numba's parallel regions accept as scalars)."""
+
+    log2e: float  # 1 / ln 2
+    ln2_hi: float  # ln 2 split in two (Cody-Waite): ln2_hi has trailing zero bits,
+    ln2_lo: float  # so n * ln2_hi is exact for every n the clamps allow
+    magic: float  # 1.5 * 2^mantissa_bits: adding it rounds to an integer held in the low bits
+    half: float
+    lo: float  # below lo, exp(x) rounds to 0: clamp there (also catches -inf)
+    hi: float  # above hi, exp(x) overflows to inf: clamp there (also catches +inf)
+    zero: float
+    one: float
+    inf: float
+
+
+def fit_polynomial(degree: int) -> tuple[float, ...]:
+    """Coefficients c_0..c_degree of p(r) ~ e^r on |r| <= ln(2)/2, as float64.
+
+    c_0 = c_1 = 1 exactly, so exp(0) is exactly 1 and p is exact to first
+    order. The higher coefficients are Taylor's 1/k! plus a correction fitted
+    to the Taylor tail by Lawson's iteration (weighted least squares converging
+    to the minimax fit of the relative error). Fitting only the tail, a number
+    far below 1, keeps float64 arithmetic accurate enough for float64
+    coefficients.
+    """
+    a = math.log(2) / 2 * 1.01  # r may round slightly past ln(2)/2
+    r = a * np.cos(np.linspace(0.0, np.pi, 2001))
+    tail = sum(r**k / math.factorial(k) for k in range(degree + 1, degree + 30))
+    e = np.exp(r)
+    basis = np.stack([(r / a) ** k for k in range(2, degree + 1)], axis=1) / e[:, None]
+    target = tail / e  # relative error of the Taylor polynomial
+    weights = np.ones_like(r)
+    for _ in range(40):
+        w = np.sqrt(weights)
+        delta, *_ = np.linalg.lstsq(basis * w[:, None], target * w, rcond=None)
+        weights *= np.abs(basis @ delta - target)
+        weights /= weights.sum()
+    return (1.0, 1.0) + tuple(1 / math.factorial(k) + delta[k - 2] / a**k for k in range(2, degree + 1))
+
+
+class ExpParams(NamedTuple):
+    """The exponential of one working dtype: its constants and its polynomial."""
+
+    constants: ExpConstants
+    poly: tuple
+
+
+@lru_cache(maxsize=None)
+def exp_params(dtype: str, degree: int | None = None, drop_top: bool = False) -> ExpParams:
+    """Typed constants and polynomial for ``dtype`` ("float32" or "float64").
+
+    ``drop_top`` removes the highest coefficient of the fitted polynomial, the
+    planted bug the negative-control test uses (the shipped fit, one degree
+    short: an off-by-one in a Horner loop).
+    """
+    t = np.dtype(dtype).type
+    if dtype == "float32":
+        ln2_hi, ln2_lo, bits, lo, hi = 0.693145751953125, 1.428606765330187e-06, 23, -110.0, 100.0
+    else:  # fdlibm's split of ln 2
+        ln2_hi, ln2_lo, bits, lo, hi = 6.93147180369123816490e-01, 1.90821492927058770002e-10, 52, -800.0, 800.0
+    poly = fit_polynomial(degree or DEGREE[dtype])
+    if drop_top:
+        poly = poly[:-1]
+    constants = ExpConstants(*(t(v) for v in (1 / math.log(2), ln2_hi, ln2_lo, 1.5 * 2.0**bits, 0.5, lo, hi, 0.0, 1.0, np.inf)))
+    return ExpParams(constants, tuple(t(c) for c in poly))
+
+
+@intrinsic
+def _scale(typingctx, p, t):
+    """p * 2^n for t = n + magic (the integer n sits in t's low mantissa bits).
+
+    2^n is applied as two factors 2^n1 * 2^n2 with n1 = floor(n / 2): each is
+    a normal number even where 2^n is subnormal or beyond the largest finite,
+    so p * 2^n1 is exact and the second product rounds once, to the correct
+    subnormal, 0 or inf. The factors are built with integer operations (n
+    into the exponent field: add the bias, shift left), which LLVM
+    vectorises and which leave the floating-point units to the polynomial.
+    """
+    if p not in (types.float32, types.float64) or t != p:
+        return None
+    width, mantissa, bias = (32, 23, 127) if p == types.float32 else (64, 52, 1023)
+    magic = ((bias + mantissa) << mantissa) | (1 << (mantissa - 1))  # the bits of 1.5 * 2^mantissa
+
+    def codegen(context, builder, signature, args):
+        itype = ir.IntType(width)
+        n = builder.sub(builder.bitcast(args[1], itype), ir.Constant(itype, magic))
+        n1 = builder.ashr(n, ir.Constant(itype, 1))
+        n2 = builder.sub(n, n1)
+
+        def pow2(k):
+            field = builder.shl(builder.add(k, ir.Constant(itype, bias)), ir.Constant(itype, mantissa))
+            return builder.bitcast(field, args[0].type)
+
+        return builder.fmul(builder.fmul(args[0], pow2(n1)), pow2(n2))
+
+    return p(p, t), codegen
+
+
+@intrinsic
+def _lanes(typingctx, like, value):
+    """LANES accumulators of ``like``'s dtype, each set to ``value``, on the stack.
+
+    A heap array (np.empty) may alias the row as far as LLVM knows, so every
+    lane update would go through memory; a stack array cannot, so the lane
+    loop vectorises with the accumulators in registers. An intrinsic is
+    inlined where it is called: the array lives in the caller's frame, for
+    as long as the caller runs.
+    """
+    if not isinstance(like, types.Array) or value != like.dtype:
+        return None
+    array_type = types.Array(like.dtype, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        element = context.get_data_type(like.dtype)
+        data = cgutils.alloca_once(builder, element, size=LANES)
+        with cgutils.for_range(builder, context.get_constant(types.intp, LANES)) as loop:
+            builder.store(args[1], builder.gep(data, [loop.index]))
+        array = make_array(array_type)(context, builder)
+        intp = context.get_value_type(types.intp)
+        size = context.get_abi_sizeof(element)
+        populate_array(array, data=data, shape=[intp(LANES)], strides=[intp(size)], itemsize=intp(size), meminfo=None)
+        return array._getvalue()
+
+    return array_type(like, value), codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c rounded once (llvm.fma): with c = -(a * b) rounded, the exact
+    rounding error of a product (TwoProduct)."""
+    if a not in (types.float32, types.float64) or b != a or c != a:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+
+
+@_jit()
+def _exp(x, K, poly):
+    """e^x in x's dtype, about 1 ULP; exact 0 below the subnormals, inf above the
+    overflow threshold, 0 at -inf, inf at +inf, NaN at NaN.
+
+    x = n ln2 + r with |r| <= ln(2)/2 and e^x = p(r) 2^n, p a polynomial.
+    """
+    xc = K.lo if x < K.lo else x  # written so that NaN passes through (x < lo is false)
+    xc = K.hi if xc > K.hi else xc
+    t = xc * K.log2e + K.magic  # n = round(x / ln 2), kept in t's low bits
+    n = t - K.magic
+    r = xc - n * K.ln2_hi  # exact: n ln2_hi has spare low bits
+    r = r - n * K.ln2_lo
+    p = poly[-1]  # Horner, highest coefficient first
+    for i in range(len(poly) - 2, -1, -1):
+        p = p * r + poly[i]
+    return _scale(p, t)
+
+
+@_jit()
+def _divide(e, d, inv):
+    """e / d from inv = 1 / d: the product e * inv, then one FMA correction
+    (Markstein), so the quotient is about as accurate as a division (a plain
+    e * inv can be 1 ULP off) at two FMAs instead of a divide, whose
+    throughput is a fraction of the multiplier's."""
+    q = e * inv
+    return _fma(_fma(-q, d, e), inv, q)
+
+
+@_jit(cache=True)
+def exp_array(x, out, K, poly):
+    """out[i] = _exp(x[i]) over 1-D arrays: the exponential alone, for its unit tests."""
+    for i in range(x.size):
+        out[i] = _exp(x[i], K, poly)
+
+
+@_jit()
+def _shift_of(m, K):
+    """The masked-row guard: a max still -inf shifts by 0, so exp(-inf - shift)
+    is 0 and never exp(-inf - -inf) = NaN."""
+    return m if m > -K.inf else K.zero
+
+
+@_jit()
+def _naive_exp(v, limits, K, poly):
+    """e^v as if computed in the input's own dtype: limits = (overflow, underflow)
+    of that dtype (inf and 0 for float32 and float64, whose exp is already
+    their own). The negative control overflows where its input dtype does."""
+    e = _exp(v, K, poly)
+    e = K.inf if e >= limits[0] else e
+    return K.zero if e <= limits[1] else e
+
+
+# --------------------------------------------------------------------------- lane reductions
+
+
+@_jit()
+def _max_of(a, b):
+    """max(a, b) that keeps a when b is NaN: NaN inputs surface later, in the sum."""
+    return b if b > a else a
+
+
+@_jit()
+def _pairwise_sum(lanes):
+    """The sum of the lanes, added pairwise (a tree of depth log2(LANES)): a
+    running sum over the lanes would add LANES roundings at the scale of the
+    total. Overwrites the lanes."""
+    width = LANES // 2
+    while width > 0:
+        for k in range(width):
+            lanes[k] += lanes[k + width]
+        width //= 2
+    return lanes[0]
+
+
+@_jit()
+def _row_max(x, K):
+    """max(x), ignoring NaN; -inf for an empty or fully masked row."""
+    lanes = _lanes(x, -K.inf)
+    full = x.size - x.size % LANES
+    for j in range(0, full, LANES):
+        for k in range(LANES):  # the loop LLVM vectorises
+            lanes[k] = _max_of(lanes[k], x[j + k])
+    for j in range(full, x.size):
+        lanes[j - full] = _max_of(lanes[j - full], x[j])
+    m = lanes[0]
+    for k in range(1, LANES):
+        m = _max_of(m, lanes[k])
+    return m
+
+
+# The terms of the sums: (value, whether it is exactly exp(0) at the max, the
+# value's own rounding error where a compensated sum can use it).
+
+
+@_jit()
+def _exp_term(a, b, j, shift, out, limits, K, poly):
+    """exp(x_j - shift)."""
+    return _exp(a[j] - shift, K, poly), a[j] == shift, K.zero
+
+
+@_jit()
+def _value_term(a, b, j, shift, out, limits, K, poly):
+    """a_j, exactly 1 when it is exp(0) (the stored exps of the reloading pass)."""
+    return a[j], a[j] == K.one, K.zero
+
+
+@_jit()
+def _naive_exp_term(a, b, j, shift, out, limits, K, poly):
+    """exp(x_j), unshifted, in the input dtype's range."""
+    return _naive_exp(a[j], limits, K, poly), False, K.zero
+
+
+@_jit()
+def _product_term(a, b, j, shift, out, limits, K, poly):
+    """a_j * b_j (dy * y), and the product's exact rounding error."""
+    p = a[j] * b[j]
+    return p, False, _fma(a[j], b[j], -p)
+
+
+@_jit()
+def _plain_term(a, b, j, shift, out, limits, K, poly):
+    """b_j (dy)."""
+    return b[j], False, K.zero
+
+
+@_jit()
+def _add_compensated(s, lost, v):
+    """Neumaier's s + v: returns the rounded sum and ``lost`` plus its rounding error."""
+    t = s + v
+    lost += ((s - t) + v) if abs(s) >= abs(v) else ((v - t) + s)
+    return t, lost
+
+
+def _lane_sum_of(term, compensated=False):
+    """A compiled ``lane_sum(a, b, shift, out, limits, K, poly) -> (count, rest)``:
+    the sum over a row of ``term(a, b, j, ...) = (value, top, residual)``.
+
+    ``top`` marks a term that is exactly 1, exp(0) at the row's max: those are
+    counted in ``count`` and left out of ``rest``, so that a row dominated by
+    its max keeps the small rest to full precision (Blanchard, Higham &
+    Higham's 1 + s; log_softmax takes log1p of it). Terms go round LANES
+    lanes; each CHUNK of the row is summed in its own lanes, then added to
+    running lane totals, and the lanes are merged pairwise: the rounding
+    error grows like (CHUNK / LANES + n / CHUNK + log2 LANES) u, not n u,
+    about as NumPy's pairwise sum does. ``compensated`` (for the VJPs' sums,
+    whose terms cancel) also carries each rounding error along (Neumaier),
+    with the terms' own ``residual`` (a product's, from an FMA), so the sum
+    comes out correctly rounded but for a few u of its terms' magnitude.
+
+    One function per term, made here, rather than one taking the term as an
+    argument: numba compiles a function passed as a value to a process-local
+    address, which would keep the kernels out of the on-disk cache.
+    """
+
+    @_jit()
+    def add(part, lost, count, k, v, top, residual, K):
+        """Add one term to lane k."""
+        v = K.zero if top else v
+        if compensated:
+            part[k], lost[k] = _add_compensated(part[k], lost[k], v)
+            lost[k] += residual
+        else:
+            part[k] += v
+        count[k] += K.one if top else K.zero
+
+    @_jit()
+    def lane_sum(a, b, shift, out, limits, K, poly):
+        count = _lanes(a, K.zero)
+        part = _lanes(a, K.zero)
+        total = _lanes(a, K.zero)
+        lost = _lanes(a, K.zero)  # compensated only: the rounding errors so far
+        for start in range(0, a.size, CHUNK):
+            # A view per chunk, indexed from 0: indices LLVM can prove
+            # non-negative, so numba's wraparound of negative indices folds
+            # away (with j from a runtime start, it would stop vectorisation).
+            ca, cb, co = a[start:start + CHUNK], b[start:start + CHUNK], out[start:start + CHUNK]
+            full = ca.size - ca.size % LANES
+            for j in range(0, full, LANES):
+                for k in range(LANES):  # the loop LLVM vectorises (a fixed trip count)
+                    v, top, residual = term(ca, cb, j + k, shift, co, limits, K, poly)
+                    add(part, lost, count, k, v, top, residual, K)
+            for j in range(full, ca.size):
+                v, top, residual = term(ca, cb, j, shift, co, limits, K, poly)
+                add(part, lost, count, j - full, v, top, residual, K)
+            for k in range(LANES):
+                if compensated:
+                    total[k], lost[k] = _add_compensated(total[k], lost[k], part[k])
+                else:
+                    total[k] += part[k]
+                part[k] = K.zero
+        if compensated:
+            s, e = K.zero, K.zero
+            for k in range(LANES):
+                s, e = _add_compensated(s, e, total[k])
+                e += lost[k]
+            return _pairwise_sum(count), (s + e if abs(e) < K.inf else s)
+        return _pairwise_sum(count), _pairwise_sum(total)
+
+    return lane_sum
+
+
+_sum_exp = _lane_sum_of(_exp_term)
+_sum_values = _lane_sum_of(_value_term)
+_sum_naive_exp = _lane_sum_of(_naive_exp_term)
+_sum_products = _lane_sum_of(_product_term, compensated=True)
+_sum_plain = _lane_sum_of(_plain_term, compensated=True)
+
+
+@_jit()
+def _online_max_sum(x, K, poly):
+    """(shift, count, rest) of a row in one pass: the online softmax.
+
+    Milakov & Gimelshein's running max and rescaled sum, vectorised as in
+    XNNPACK (Dukhan & Ablavatski 2020): lane k takes elements k, k + LANES,
+    ... and keeps its own running max m_k, with its sum relative to m_k as
+    in the lane sums (count_k terms exactly 1, part_k + total_k the rest). Per
+    block of BLOCK elements a lane first takes their max, then rescales its
+    sum once, by exp(m_old - m_new), and adds their exps: rescaling costs
+    1/BLOCK exp per element and nothing branches per element. When m_k grows
+    the terms that were exactly 1 become ordinary ones (the carry). A lane
+    max still -inf shifts by 0, the masked-prefix guard: exp(-inf - 0) = 0,
+    never exp(-inf - -inf) = NaN. The lanes merge at the end, each rescaled
+    to the row's max.
+    """
+    lane_max = _lanes(x, -K.inf)
+    count = _lanes(x, K.zero)
+    part = _lanes(x, K.zero)
+    total = _lanes(x, K.zero)
+    width = LANES * BLOCK
+    full = x.size - x.size % width
+    for start in range(0, full, CHUNK):
+        chunk = x[start:min(start + CHUNK, full)]  # indexed from 0, as in _lane_sum_of
+        for j in range(0, chunk.size, width):
+            for k in range(LANES):  # the loop LLVM vectorises
+                old = lane_max[k]
+                new = old
+                for u in range(BLOCK):
+                    new = _max_of(new, chunk[j + u * LANES + k])
+                shift = _shift_of(new, K)
+                scale = _exp(old - shift, K, poly)  # 1 exactly while the max stands
+                carry = count[k] if new > old else K.zero
+                c = count[k] - carry
+                s = (part[k] + carry) * scale
+                total[k] *= scale
+                for u in range(BLOCK):
+                    v = chunk[j + u * LANES + k]
+                    top = v == shift
+                    s += K.zero if top else _exp(v - shift, K, poly)
+                    c += K.one if top else K.zero
+                part[k], count[k], lane_max[k] = s, c, new
+        for k in range(LANES):
+            total[k] += part[k]
+            part[k] = K.zero
+    for j in range(full, x.size):  # the tail, one element at a time
+        k = (j - full) % LANES
+        v = x[j]
+        old = lane_max[k]
+        new = _max_of(old, v)
+        shift = _shift_of(new, K)
+        scale = _exp(old - shift, K, poly)
+        carry = count[k] if new > old else K.zero
+        top = v == shift
+        total[k] = (total[k] + carry) * scale + (K.zero if top else _exp(v - shift, K, poly))
+        count[k] = count[k] - carry + (K.one if top else K.zero)
+        lane_max[k] = new
+    m = lane_max[0]
+    for k in range(1, LANES):
+        m = _max_of(m, lane_max[k])
+    shift = _shift_of(m, K)
+    for k in range(LANES):  # each lane's sum, relative to the row's max
+        carry = count[k] if lane_max[k] < m else K.zero
+        total[k] = (total[k] + part[k] + carry) * _exp(lane_max[k] - shift, K, poly)
+        count[k] -= carry
+    return shift, _pairwise_sum(count), _pairwise_sum(total)
+
+
+@_jit()
+def _store_exp_and_sum(x, shift, out, K, poly):
+    """out = exp(x - shift), returning (count, rest) of its sum: the reloading pass.
+
+    Chunk by chunk: a plain loop writes the exps, then the chunk is summed
+    back while it is in L1. Storing from inside the lane loop instead costs
+    about 40% more (LLVM cannot rule out out aliasing x there).
+    """
+    c, rest = K.zero, K.zero
+    for start in range(0, x.size, CHUNK):
+        xc, oc = x[start:start + CHUNK], out[start:start + CHUNK]
+        for j in range(xc.size):
+            oc[j] = _exp(xc[j] - shift, K, poly)
+        cc, rr = _sum_values(oc, oc, K.zero, oc, (K.inf, K.zero), K, poly)
+        c += cc
+        rest += rr
+    return c, rest
+
+
+# --------------------------------------------------------------------------- per-row algorithms
+
+
+@_jit()
+def _shift_and_sum(algo, x, limits, K, poly):
+    """(shift, count, rest) of a row as ``algo`` computes them: the sum of
+    exp(x - shift) is count + rest, count the terms that are exactly 1.
+
+    Three-pass: a max pass, then a sum pass. Online: one pass. Naive: no
+    shift, and its exps overflow.
+    """
+    if algo == TWO_PASS:
+        return _online_max_sum(x, K, poly)
+    if algo == NAIVE:
+        c, rest = _sum_naive_exp(x, x, K.zero, x, limits, K, poly)
+        return K.zero, c, rest
+    m = _row_max(x, K)
+    c, rest = _sum_exp(x, x, m, x, limits, K, poly)
+    return m, c, rest
+
+
+@_jit()
+def _log_sum(c, rest, K):
+    """log(c + rest) as log1p((c - 1) + rest): exact to the last bit of a small
+    rest when one term dominates (c = 1), where log(1 + rest) would round to 0."""
+    return math.log1p((c - K.one) + rest)
+
+
+@_jit()
+def _softmax_row(algo, x, out, limits, K, poly):
+    """out = softmax(x): the shift and sum, then one write pass (or, reloading,
+    a rescale of the exps that the sum pass stored)."""
+    if algo == THREE_PASS_RELOAD:
+        c, rest = _store_exp_and_sum(x, _row_max(x, K), out, K, poly)
+        d = c + rest
+        inv = K.one / d
+        for j in range(x.size):
+            out[j] = _divide(out[j], d, inv)
+        return
+    shift, c, rest = _shift_and_sum(algo, x, limits, K, poly)
+    d = c + rest
+    inv = K.one / d
+    if algo == NAIVE:
+        for j in range(x.size):
+            out[j] = _naive_exp(x[j], limits, K, poly) / d
+    else:
+        for j in range(x.size):
+            out[j] = _divide(_exp(x[j] - shift, K, poly), d, inv)
+
+
+@_jit()
+def _log_softmax_row(algo, x, out, limits, K, poly):
+    """out = (x - shift) - log(sum), never x - (shift + log(sum)), which rounds
+    the sum of two large numbers and is not shift-invariant. Naive takes the
+    log of its softmax, as backends/naive.py does."""
+    shift, c, rest = _shift_and_sum(algo, x, limits, K, poly)
+    if algo == NAIVE:
+        for j in range(x.size):
+            out[j] = math.log(_naive_exp(x[j], limits, K, poly) / (c + rest))
+    else:
+        log_s = _log_sum(c, rest, K)
+        for j in range(x.size):
+            out[j] = (x[j] - shift) - log_s
+
+
+@_jit()
+def _softmax_vjp_row(y, dy, out, K, poly):
+    """out = y * (dy - sum(dy * y))."""
+    _, g = _sum_products(y, dy, K.zero, out, (K.zero, K.zero), K, poly)
+    for j in range(y.size):
+        out[j] = y[j] * (dy[j] - g)
+
+
+@_jit()
+def _log_softmax_vjp_row(y, dy, out, K, poly):
+    """out = dy - exp(y) * sum(dy), y the log_softmax output."""
+    _, g = _sum_plain(y, dy, K.zero, out, (K.zero, K.zero), K, poly)
+    for j in range(y.size):
+        out[j] = dy[j] - _exp(y[j], K, poly) * g
+
+
+@_jit()
+def _cross_entropy_row(algo, grad, x, target, dloss, ignore_index, out, limits, K, poly):
+    """The loss log(sum) - (x[target] - shift) of one row; with ``grad`` also
+    out = dloss * (softmax(x) - onehot(target)).
+
+    The loss needs the shift, the sum and the target logit (one load): the
+    online form gets them in one pass, then (with ``grad``) one pass writes
+    the gradient. Reloading stores the exps in the gradient's buffer and
+    rescales them. A row whose target is ``ignore_index`` has loss 0 and
+    gradient 0; a target at a -inf logit has loss +inf.
+    """
+    if target == ignore_index:
+        if grad:
+            out[:] = K.zero
+        return K.zero
+    if grad and algo == THREE_PASS_RELOAD:
+        shift = _row_max(x, K)
+        c, rest = _store_exp_and_sum(x, shift, out, K, poly)
+    else:
+        shift, c, rest = _shift_and_sum(algo, x, limits, K, poly)
+    d = c + rest
+    loss = (math.log(d) if algo == NAIVE else _log_sum(c, rest, K)) - (x[target] - shift)
+    if grad:
+        if algo == THREE_PASS_RELOAD:
+            for j in range(x.size):
+                out[j] = dloss * (out[j] / d)
+        elif algo == NAIVE:
+            for j in range(x.size):
+                out[j] = dloss * (_naive_exp(x[j], limits, K, poly) / d)
+        else:
+            for j in range(x.size):
+                out[j] = dloss * (_exp(x[j] - shift, K, poly) / d)
+        if algo == NAIVE:
+            p = _naive_exp(x[target], limits, K, poly) / d
+        else:
+            p = _exp(x[target] - shift, K, poly) / d
+        out[target] = dloss * (p - K.one)  # p - 1 is exact for p >= 1/2 (Sterbenz)
+    return loss
+
+
+# --------------------------------------------------------------------------- the row driver
+
+
+@_jit(parallel=True, cache=True)
+def _drive(op, algo, a, b, target, dloss, ignore_index, out, loss, limits, K, poly):
+    """Every kernel: one prange over the rows of a (rows, n) array, one op each.
+
+    ``a`` is x (or y for the VJPs), ``b`` dy, ``target``/``dloss``/``loss``
+    the cross-entropy's per-row arrays; operations that do not use one get a
+    placeholder of the same type, so each dtype compiles this function once.
+    numba gives each thread a contiguous range of rows.
+    """
+    for i in prange(a.shape[0]):
+        if op == SOFTMAX:
+            _softmax_row(algo, a[i], out[i], limits, K, poly)
+        elif op == LOG_SOFTMAX:
+            _log_softmax_row(algo, a[i], out[i], limits, K, poly)
+        elif op == SOFTMAX_VJP:
+            _softmax_vjp_row(a[i], b[i], out[i], K, poly)
+        elif op == LOG_SOFTMAX_VJP:
+            _log_softmax_vjp_row(a[i], b[i], out[i], K, poly)
+        else:
+            loss[i] = _cross_entropy_row(algo, op == CROSS_ENTROPY_GRAD, a[i], target[i], dloss[i], ignore_index,
+                                         out[i], limits, K, poly)
+
+
+def output_like(a: np.ndarray) -> np.ndarray:
+    """An empty C-contiguous array like ``a`` whose data starts half a page from
+    ``a``'s (modulo 4096 bytes).
+
+    A store to out[j] and a later load of a[j + k] whose addresses agree in
+    their low 12 bits look alike to the CPU's memory disambiguation (4K
+    aliasing), and the load waits: with the output a few cache lines ahead
+    of the input modulo 4096, every kernel here ran 15-18% slower, and where
+    NumPy's allocator puts a fresh array varies from process to process.
+    Half a page apart is as far from that as two streams can be. Costs one
+    page of padding.
+    """
+    pad = 4096 // a.itemsize
+    raw = np.empty(a.size + pad, a.dtype)
+    start = ((a.ctypes.data + 2048 - raw.ctypes.data) % 4096) // a.itemsize
+    return raw[start:start + a.size].reshape(a.shape)
+
+
+def drive(op, algo, a, b=None, target=None, dloss=None, ignore_index=-100, out=None, limits=None, params=None):
+    """Run ``op`` with ``algo`` over the rows of ``a`` (C-contiguous, float32 or float64).
+
+    Returns ``out`` (allocated when not given) and, for the cross-entropy
+    ops, ``(loss, out)``. ``target`` (int64) and ``dloss`` are per row;
+    ``limits`` are the naive exp's (overflow, underflow) thresholds of the
+    input dtype; ``params`` an ``ExpParams`` (the shipped exponential by
+    default).
+    """
+    params = params or exp_params(a.dtype.name)
+    no_target, no_values, no_limits = _placeholders(a.dtype)
+    out = output_like(a) if out is None else out
+    ce = op in (CROSS_ENTROPY, CROSS_ENTROPY_GRAD)
+    loss = np.empty(a.shape[0], a.dtype) if ce else no_values
+    _drive(op, algo, a, a if b is None else b,
+           no_target if target is None else target,
+           no_values if dloss is None else dloss,
+           np.int64(ignore_index), out, loss,
+           no_limits if limits is None else tuple(a.dtype.type(v) for v in limits), params.constants, params.poly)
+    return (loss, out) if ce else out
+
+
+@lru_cache(maxsize=None)
+def _placeholders(dtype: np.dtype):
+    """What drive passes for arguments an operation does not use (never written):
+    an empty target array, an empty value array, and the limits (inf, 0)."""
+    return np.zeros(0, np.int64), np.zeros(0, dtype), (dtype.type(np.inf), dtype.type(0.0))

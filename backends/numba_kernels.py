@@ -1,0 +1,188 @@
+"""numba-3pass, numba-3pass-reload, numba-2pass, numba-naive: compiled CPU softmax kernels.
+
+The same algorithms as the NumPy backends, compiled with numba so that what
+is timed is the algorithm (its passes over memory, its exps), not NumPy's
+temporaries. All four share one vectorised exponential and one row driver
+(backends/_numba_common.py), so they differ only where the algorithms do:
+
+- ``numba-3pass``: max; sum of exp(x - max); write exp(x - max) / sum,
+  recomputing the exp (three reads, one write).
+- ``numba-3pass-reload``: max; store exp(x - max) in the output while
+  summing; scale the output by the sum (two reads of x, then a read and a
+  write of the output).
+- ``numba-2pass``: the online softmax (Milakov & Gimelshein 2018): running
+  max and rescaled sum in one pass, kept per vector lane (Dukhan &
+  Ablavatski 2020), then the write pass (two reads, one write).
+- ``numba-naive``: exp(x) / sum(exp(x)) unshifted, the negative control: it
+  must overflow where backends/naive.py does.
+
+Each has softmax, log_softmax, the two VJPs and the cross-entropy pair.
+Half-precision inputs are computed in float32 and rounded back (as torch
+does); bfloat16 arrives as an ml_dtypes array, which numba cannot take, so it
+is converted outside the kernel. Any axis, any layout: the reduced axis is
+moved last and the rows made contiguous outside the kernel.
+
+numba is imported on first use only: ``softmax-bench list`` stays cheap, and
+without numba these backends are listed as unavailable with the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import numpy as np
+
+from softmax_bench import Backend
+from softmax_bench.backend import IGNORE_INDEX
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+ALGORITHMS = {  # backend name suffix -> (algorithm, description)
+    "3pass": ("THREE_PASS", "max; sum of exp(x - max); write exp(x - max) / sum recomputing exp (numba, vectorised exp)"),
+    "3pass-reload": ("THREE_PASS_RELOAD", "max; store exp(x - max) and sum; scale by 1 / sum (numba, vectorised exp)"),
+    "2pass": ("TWO_PASS", "online max and rescaled sum in one pass, per-lane (Milakov-Gimelshein), then write (numba)"),
+    "naive": ("NAIVE", "exp(x) / sum(exp(x)) unshifted, compiled: the negative control (numba)"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels():
+    """The compiled kernels' module, imported (and numba with it) on first use."""
+    from . import _numba_common
+
+    return _numba_common
+
+
+@functools.lru_cache(maxsize=None)
+def available(device: str = "cpu") -> Optional[str]:
+    """None when numba imports, else why these backends cannot run (one line).
+
+    Importing is the only honest test (numba installed against another NumPy
+    fails at import); it runs once per process.
+    """
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return "numba is not installed (pip install 'softmax-bench[numba]')"
+    except Exception as exc:  # e.g. a numba built for another NumPy
+        return f"numba does not import: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
+def _working_dtype(dtype: np.dtype) -> np.dtype:
+    """float32 for half precision (computed in float32, as torch does), else the dtype itself."""
+    return np.dtype(np.float32) if dtype.itemsize < 4 else dtype
+
+
+def _naive_limits(dtype: np.dtype) -> Optional[tuple[float, float]]:
+    """(overflow, underflow) of an exp computed in ``dtype``: from about max + half an ULP
+    it rounds to inf, up to half the smallest subnormal to 0. For float32 and
+    float64 the kernel's exp is already in the input's own precision."""
+    if dtype.itemsize >= 4:
+        return None  # drive's default: (inf, 0)
+    import ml_dtypes
+
+    info = ml_dtypes.finfo(dtype)
+    top = float(info.max) * (1 + float(info.eps) / 4)
+    return (top, float(info.smallest_subnormal) / 2)
+
+
+def _to_rows(x: np.ndarray, axis: int):
+    """x as a C-contiguous (rows, n) array of the working dtype, and how to put a result back."""
+    if x.ndim == 2 and axis in (-1, 1) and x.dtype.itemsize >= 4 and x.flags.c_contiguous and x.flags.aligned:
+        return x, lambda out: out  # the common case, as it comes: no moving, no copying
+    moved = np.moveaxis(x, axis, -1)
+    n = moved.shape[-1] if moved.ndim else 1
+    rows = int(np.prod(moved.shape[:-1], dtype=np.int64))
+    flat = np.ascontiguousarray(moved.reshape(rows, n).astype(_working_dtype(x.dtype), copy=False))
+
+    def back(out: np.ndarray) -> np.ndarray:
+        return np.moveaxis(out.reshape(moved.shape), -1, axis).astype(x.dtype, copy=False)
+
+    return flat, back
+
+
+class _Ops:
+    """The six operations of one algorithm. ``degrees`` (dtype name -> polynomial
+    degree) and ``drop_top`` choose the exponential, as in
+    ``_numba_common.exp_params``; None and False are the shipped one."""
+
+    def __init__(self, algorithm: str, degrees: Optional[dict] = None, drop_top: bool = False):
+        self.algorithm = algorithm
+        self.degrees = degrees or {}
+        self.drop_top = drop_top
+
+    def _run(self, op: str, x: np.ndarray, **kw):
+        k = _kernels()
+        params = k.exp_params(x.dtype.name, self.degrees.get(x.dtype.name), self.drop_top)
+        return k.drive(getattr(k, op), getattr(k, self.algorithm), x, params=params, **kw)
+
+    def softmax(self, x, axis=-1):
+        """softmax along ``axis``."""
+        rows, back = _to_rows(x, axis)
+        return back(self._run("SOFTMAX", rows, limits=_naive_limits(x.dtype)))
+
+    def log_softmax(self, x, axis=-1):
+        """log_softmax along ``axis``: (x - max) - log(sum)."""
+        rows, back = _to_rows(x, axis)
+        return back(self._run("LOG_SOFTMAX", rows, limits=_naive_limits(x.dtype)))
+
+    def softmax_vjp(self, y, dy, axis=-1):
+        """dx = y * (dy - sum(dy * y)), y the softmax output."""
+        rows, back = _to_rows(y, axis)
+        d, _ = _to_rows(dy, axis)
+        return back(self._run("SOFTMAX_VJP", rows, b=d))
+
+    def log_softmax_vjp(self, y, dy, axis=-1):
+        """dx = dy - exp(y) * sum(dy), y the log_softmax output."""
+        rows, back = _to_rows(y, axis)
+        d, _ = _to_rows(dy, axis)
+        return back(self._run("LOG_SOFTMAX_VJP", rows, b=d))
+
+    def _ce(self, logits, target, dloss, ignore_index, grad):
+        """Shared body of the two cross-entropy entry points: classes on the last axis."""
+        rows, back = _to_rows(logits, -1)
+        t = np.ascontiguousarray(np.asarray(target).reshape(-1), dtype=np.int64)
+        if t.shape[0] != rows.shape[0]:
+            raise ValueError(f"target has {t.shape[0]} entries for {rows.shape[0]} rows of logits")
+        bad = (t != ignore_index) & ((t < 0) | (t >= rows.shape[1]))
+        if bad.any():
+            raise ValueError(f"target {int(t[bad][0])} out of range [0, {rows.shape[1]}) (ignore_index={ignore_index})")
+        w = np.ones(t.shape[0], rows.dtype) if dloss is None else np.ascontiguousarray(np.asarray(dloss).reshape(-1), dtype=rows.dtype)
+        out = None if grad else np.empty((rows.shape[0], 0), rows.dtype)  # the forward writes no gradient
+        loss, dlogits = self._run("CROSS_ENTROPY_GRAD" if grad else "CROSS_ENTROPY", rows, target=t, dloss=w,
+                                  ignore_index=ignore_index, out=out, limits=_naive_limits(logits.dtype))
+        loss = loss.reshape(logits.shape[:-1]).astype(logits.dtype, copy=False)
+        return (loss, back(dlogits)) if grad else loss
+
+    def cross_entropy(self, logits, target, ignore_index=IGNORE_INDEX):
+        """Per-row loss logsumexp(logits) - logits[target] (0 where target == ignore_index)."""
+        return self._ce(logits, target, None, ignore_index, grad=False)
+
+    def cross_entropy_fwd_bwd(self, logits, target, dloss, ignore_index=IGNORE_INDEX):
+        """(loss, dlogits) with dlogits = dloss[:, None] * (softmax - onehot(target))."""
+        return self._ce(logits, target, dloss, ignore_index, grad=True)
+
+
+def make_backends(prefix: str = "numba", degrees: Optional[dict] = None, drop_top: bool = False) -> list[Backend]:
+    """The four backends, named ``{prefix}-{algorithm}``, with their exponential's
+    polynomial degree per working dtype (``degrees``, default
+    ``_numba_common.DEGREE``).
+
+    ``drop_top`` plants a bug: the fitted polynomial loses its highest term
+    (one degree short), the negative control of tests/test_numba_kernels.py
+    (tests/plugins/numba_short_poly.py), which must fail the suite.
+    """
+    made = []
+    for suffix, (algorithm, description) in ALGORITHMS.items():
+        ops = _Ops(algorithm, degrees, drop_top)
+        made.append(Backend(
+            name=f"{prefix}-{suffix}", library="numpy", devices=("cpu",), dtypes=DTYPES,
+            softmax=ops.softmax, log_softmax=ops.log_softmax,
+            softmax_vjp=ops.softmax_vjp, log_softmax_vjp=ops.log_softmax_vjp,
+            cross_entropy=ops.cross_entropy, cross_entropy_fwd_bwd=ops.cross_entropy_fwd_bwd,
+            available=available, description=description,
+        ))
+    return made
+
+
+backends = make_backends()

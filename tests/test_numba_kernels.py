@@ -1,0 +1,235 @@
+"""The numba backends beyond the shared suite: their exponential, the planted
+bug the suite must catch, cross-entropy, row shapes, and the lazy import.
+
+The shared suite (test_correctness.py) judges softmax, log_softmax and the
+gradients of every numba backend; this file tests what it does not reach.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from softmax_bench import cases
+from softmax_bench.checks import run_case
+from softmax_bench.isolation import InProcessExecutor
+from softmax_bench.suite import Target
+
+from conftest import run_console
+
+TESTS = Path(__file__).parent
+PLANTED = (str(TESTS / "plugins" / "numba_short_poly.py"),)
+CORRECT = ("numba-3pass", "numba-3pass-reload", "numba-2pass")
+
+numba = pytest.importorskip("numba", reason="numba is not installed")
+
+from softmax_bench.backends import _numba_common as kernels  # noqa: E402  (needs numba)
+from softmax_bench.backends import numba_kernels  # noqa: E402
+
+BACKENDS = {b.name: b for b in numba_kernels.backends}
+
+
+def exp_of(x: np.ndarray, **params) -> np.ndarray:
+    """The kernels' exponential on a 1-D array."""
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    kernels.exp_array(x, out, *kernels.exp_params(x.dtype.name, **params))
+    return out
+
+
+def ulp_error(got: np.ndarray, exact: np.ndarray, dtype) -> np.ndarray:
+    """|got - exact| in ULPs of exact in ``dtype`` (spacing floored at the smallest normal)."""
+    spacing = np.spacing(np.maximum(np.abs(exact), np.finfo(dtype).tiny).astype(dtype)).astype(np.longdouble)
+    return np.abs(got.astype(np.longdouble) - exact) / spacing
+
+
+# --------------------------------------------------------------------------- the exponential
+
+
+def test_exp_float32_within_2_ulp_over_its_range():
+    x = np.linspace(-87.0, 88.0, 2_000_001).astype(np.float32)
+    exact = np.exp(x.astype(np.longdouble))
+    worst = ulp_error(exp_of(x), exact, np.float32).max()
+    assert worst < 2.0, worst
+
+
+def test_exp_float64_within_2_ulp_over_its_range():
+    x = np.linspace(-708.0, 709.0, 400_001)
+    exact = np.exp(x.astype(np.longdouble))  # x87 extended precision: 11 more bits than float64
+    worst = ulp_error(exp_of(x), exact, np.float64).max()
+    assert worst < 2.0, worst
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_exp_special_values(dtype):
+    x = np.array([-np.inf, np.inf, np.nan, -1e30, 1e30, -1e4, 1e4, 0.0, -0.0], dtype=dtype)
+    y = exp_of(x)
+    assert y[0] == 0 and y[1] == np.inf and np.isnan(y[2])
+    assert y[3] == 0 and y[4] == np.inf and y[5] == 0 and y[6] == np.inf
+    assert y[7] == 1 and y[8] == 1
+
+
+@pytest.mark.parametrize("dtype, lo, hi", [("float32", -104.0, -87.4), ("float64", -746.0, -708.5)])
+def test_exp_subnormal_results_are_rounded_not_flushed(dtype, lo, hi):
+    """Below the smallest normal the result is the correctly scaled subnormal
+    (within one subnormal spacing of the rounded exact value), then 0."""
+    x = np.linspace(lo, hi, 100_001).astype(dtype)
+    exact = np.exp(x.astype(np.longdouble)).astype(dtype)
+    y = exp_of(x)
+    step = np.finfo(dtype).smallest_subnormal
+    assert (np.abs(y.astype(np.longdouble) - exact.astype(np.longdouble)) <= step).all()
+    assert (y[exact > 0] > 0).mean() > 0.999 and (y >= 0).all()
+    assert exp_of(np.array([lo - 1], dtype=dtype))[0] == 0
+
+
+def test_exp_one_degree_short_is_visibly_worse():
+    """The planted bug, measured on the exponential alone."""
+    x = np.linspace(-87.0, 0.0, 200_001).astype(np.float32)
+    exact = np.exp(x.astype(np.longdouble))
+    assert ulp_error(exp_of(x, drop_top=True), exact, np.float32).max() > 10
+
+
+# --------------------------------------------------------------------------- negative control
+
+
+PLANTED_CASES = [("overflow_threshold", "softmax"), ("masked_prefix", "softmax"), ("masked_prefix", "ce_grad")]
+
+
+@pytest.mark.parametrize("algorithm", ["3pass", "3pass-reload", "2pass"])
+def test_suite_catches_an_exp_one_degree_short_in_float32(algorithm):
+    """The same kernels with the polynomial's top term dropped fail the suite,
+    and the shipped ones pass the same cases."""
+    planted = InProcessExecutor(PLANTED)
+    shipped = InProcessExecutor(())
+    for case, op in PLANTED_CASES:
+        bad = run_case(planted, Target(f"short-poly-numba-{algorithm}", "cpu", "float32"), cases.get(case), op, PLANTED)
+        assert bad["passed"] is False and bad["error_ratio"] > 1, (case, op, bad["reason"])
+        good = run_case(shipped, Target(f"numba-{algorithm}", "cpu", "float32"), cases.get(case), op)
+        assert good["passed"] is True, (case, op, good["reason"])
+
+
+def test_check_command_fails_the_planted_exp(tmp_path):
+    proc = run_console("check", "--plugin", PLANTED[0], "--backend", "short-poly-numba-2pass", "--dtype", "float32",
+                       "--case", "overflow_threshold", "--case", "masked_prefix", "--out", tmp_path / "p.json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL short-poly-numba-2pass cpu float32 overflow_threshold softmax" in proc.stdout
+
+
+# --------------------------------------------------------------------------- rows of every shape
+
+
+def reference_softmax(x: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("n", [1, 7, 63, 64, 65, 511, 512, 513, 4095, 4096, 4097, 10_000])
+@pytest.mark.parametrize("name", CORRECT)
+def test_rows_across_lane_block_and_chunk_edges(name, n):
+    """Lengths around LANES, the online block and CHUNK, with masked entries
+    in some lanes, against a float64 reference."""
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((3, n)) * 4
+    x[0, : n // 2] = -np.inf  # a masked prefix
+    x[1, rng.random(n) < 0.3] = -np.inf  # masks scattered across lanes
+    x[1, 0] = 1.0
+    b = BACKENDS[name]
+    for dtype, rtol in (("float64", 1e-12), ("float32", 2e-5)):
+        xd = x.astype(dtype)
+        want = reference_softmax(xd.astype(np.float64))
+        np.testing.assert_allclose(b.softmax(xd), want, rtol=rtol, atol=1e-30)
+        with np.errstate(divide="ignore"):
+            np.testing.assert_allclose(b.log_softmax(xd), np.log(want), rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("name", CORRECT)
+def test_all_masked_row_is_nan_and_other_rows_unharmed(name):
+    x = np.array([[-np.inf] * 600, list(range(600))], dtype=np.float32)
+    y = BACKENDS[name].softmax(x)
+    assert np.isnan(y[0]).all()
+    np.testing.assert_allclose(y[1], reference_softmax(x[1:].astype(np.float64))[0], rtol=2e-5, atol=1e-38)
+
+
+# --------------------------------------------------------------------------- cross-entropy
+
+
+def reference_cross_entropy(x, target, dloss, ignore_index=-100):
+    """loss = logsumexp(x) - x[t], grad = dloss * (softmax - onehot), in float64."""
+    x = x.astype(np.float64)
+    m = x.max(axis=1, keepdims=True)
+    lse = (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))[:, 0]
+    rows = np.arange(len(x))
+    keep = target != ignore_index
+    loss = np.where(keep, lse - x[rows, np.where(keep, target, 0)], 0.0)
+    grad = reference_softmax(x)
+    grad[rows[keep], target[keep]] -= 1
+    return loss, np.where(keep[:, None], grad * dloss[:, None], 0.0)
+
+
+@pytest.mark.parametrize("dtype, rtol, atol", [("float64", 1e-12, 1e-15), ("float32", 1e-5, 1e-7)])
+@pytest.mark.parametrize("name", CORRECT)
+def test_cross_entropy_matches_float64_reference(name, dtype, rtol, atol):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((8, 1000)) * 3).astype(dtype)
+    target = rng.integers(0, 1000, 8)
+    target[[2, 5]] = -100  # ignored rows: loss 0, gradient 0
+    dloss = rng.standard_normal(8).astype(dtype)
+    want_loss, want_grad = reference_cross_entropy(x, target, dloss.astype(np.float64))
+    b = BACKENDS[name]
+    loss = b.cross_entropy(x, target)
+    assert loss.shape == (8,) and loss.dtype == x.dtype
+    np.testing.assert_allclose(loss, want_loss, rtol=rtol, atol=atol)
+    loss2, grad = b.cross_entropy_fwd_bwd(x, target, dloss)
+    assert grad.shape == x.shape and grad.dtype == x.dtype
+    np.testing.assert_array_equal(loss2, loss)
+    np.testing.assert_allclose(grad, want_grad, rtol=rtol, atol=atol)
+    assert (loss[[2, 5]] == 0).all() and (grad[[2, 5]] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("name", CORRECT)
+def test_cross_entropy_large_margin_and_masked_target(name, dtype):
+    from softmax_bench.dtypes import np_dtype
+
+    b = BACKENDS[name]
+    x = np.array([[0.0, 200.0], [-np.inf, 1.0]]).astype(np_dtype(dtype))
+    loss, grad = b.cross_entropy_fwd_bwd(x, np.array([0, 0]), np.ones(2, np_dtype(dtype)))
+    assert float(loss[0]) == 200.0  # log(1 + e^-200) - (0 - 200): exactly 200, never inf
+    assert np.isfinite(grad[0].astype(np.float64)).all() and float(grad[0, 0]) == -1.0 and float(grad[0, 1]) == 1.0
+    assert float(loss[1]) == np.inf  # the target's logit is -inf
+    assert float(b.cross_entropy(x, np.array([0, 0]))[0]) == 200.0
+
+
+def test_naive_cross_entropy_overflows_where_the_others_do_not():
+    x = np.array([[0.0, 200.0]], dtype=np.float32)
+    assert not np.isfinite(BACKENDS["numba-naive"].cross_entropy(x, np.array([0]))[0])
+
+
+@pytest.mark.parametrize("name", CORRECT)
+def test_cross_entropy_rejects_targets_out_of_range(name):
+    with pytest.raises(ValueError, match="out of range"):
+        BACKENDS[name].cross_entropy(np.zeros((2, 5), np.float32), np.array([0, 5]))
+
+
+# --------------------------------------------------------------------------- import and availability
+
+
+def test_listing_does_not_import_numba():
+    code = ("import sys; from softmax_bench import load_backends; r = load_backends(); "
+            "assert 'numba-2pass' in r.names(), r.names(); assert 'numba' not in sys.modules; print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_unavailable_without_numba_with_the_reason():
+    code = ("import sys; sys.modules['numba'] = None; "  # as if numba were not installed
+            "from softmax_bench import load_backends; r = load_backends(); print(r.unavailable('numba-3pass', 'cpu'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.stdout.strip() == "numba is not installed (pip install 'softmax-bench[numba]')", proc.stdout + proc.stderr
