@@ -169,12 +169,14 @@ def _scale(typingctx, p, t):
     magic = ((bias + mantissa) << mantissa) | (1 << (mantissa - 1))  # the bits of 1.5 * 2^mantissa
 
     def codegen(context, builder, signature, args):
+        """The LLVM IR: integer arithmetic on the bits, two multiplies."""
         itype = ir.IntType(width)
         n = builder.sub(builder.bitcast(args[1], itype), ir.Constant(itype, magic))
         n1 = builder.ashr(n, ir.Constant(itype, 1))
         n2 = builder.sub(n, n1)
 
         def pow2(k):
+            """2^k as a float: k + bias in the exponent field, zero mantissa."""
             field = builder.shl(builder.add(k, ir.Constant(itype, bias)), ir.Constant(itype, mantissa))
             return builder.bitcast(field, args[0].type)
 
@@ -198,6 +200,7 @@ def _lanes(typingctx, like, value):
     array_type = types.Array(like.dtype, 1, "C")
 
     def codegen(context, builder, signature, args):
+        """The LLVM IR: an alloca in the entry block, filled, wrapped as an array."""
         element = context.get_data_type(like.dtype)
         data = cgutils.alloca_once(builder, element, size=LANES)
         with cgutils.for_range(builder, context.get_constant(types.intp, LANES)) as loop:
@@ -219,6 +222,7 @@ def _fma(typingctx, a, b, c):
         return None
 
     def codegen(context, builder, signature, args):
+        """The LLVM IR: one call to llvm.fma."""
         return builder.fma(*args)
 
     return a(a, b, c), codegen
@@ -392,6 +396,7 @@ def _lane_sum_of(term, compensated=False):
 
     @_jit()
     def lane_sum(a, b, shift, out, limits, K, poly):
+        """(count, rest) of the row's sum of ``term`` (see _lane_sum_of)."""
         count = _lanes(a, K.zero)
         part = _lanes(a, K.zero)
         total = _lanes(a, K.zero)

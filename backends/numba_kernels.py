@@ -96,6 +96,7 @@ def _to_rows(x: np.ndarray, axis: int):
     flat = np.ascontiguousarray(moved.reshape(rows, n).astype(_working_dtype(x.dtype), copy=False))
 
     def back(out: np.ndarray) -> np.ndarray:
+        """A (rows, n) result in x's shape, axis and dtype."""
         return np.moveaxis(out.reshape(moved.shape), -1, axis).astype(x.dtype, copy=False)
 
     return flat, back
@@ -107,11 +108,13 @@ class _Ops:
     ``_numba_common.exp_params``; None and False are the shipped one."""
 
     def __init__(self, algorithm: str, degrees: Optional[dict] = None, drop_top: bool = False):
+        """``algorithm`` names one of _numba_common's algorithm constants."""
         self.algorithm = algorithm
         self.degrees = degrees or {}
         self.drop_top = drop_top
 
     def _run(self, op: str, x: np.ndarray, **kw):
+        """Run ``op`` (a _numba_common constant's name) on (rows, n) ``x`` through the row driver."""
         k = _kernels()
         params = k.exp_params(x.dtype.name, self.degrees.get(x.dtype.name), self.drop_top)
         return k.drive(getattr(k, op), getattr(k, self.algorithm), x, params=params, **kw)

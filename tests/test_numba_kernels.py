@@ -52,6 +52,7 @@ def ulp_error(got: np.ndarray, exact: np.ndarray, dtype) -> np.ndarray:
 
 
 def test_exp_float32_within_2_ulp_over_its_range():
+    """Max error over a dense grid of the whole float32 range, against extended precision."""
     x = np.linspace(-87.0, 88.0, 2_000_001).astype(np.float32)
     exact = np.exp(x.astype(np.longdouble))
     worst = ulp_error(exp_of(x), exact, np.float32).max()
@@ -59,6 +60,7 @@ def test_exp_float32_within_2_ulp_over_its_range():
 
 
 def test_exp_float64_within_2_ulp_over_its_range():
+    """The float64 polynomial (a higher degree) over the float64 range."""
     x = np.linspace(-708.0, 709.0, 400_001)
     exact = np.exp(x.astype(np.longdouble))  # x87 extended precision: 11 more bits than float64
     worst = ulp_error(exp_of(x), exact, np.float64).max()
@@ -67,6 +69,7 @@ def test_exp_float64_within_2_ulp_over_its_range():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_exp_special_values(dtype):
+    """-inf -> 0, +inf -> inf, NaN -> NaN, far out of range -> 0 or inf, exp(0) = 1 exactly."""
     x = np.array([-np.inf, np.inf, np.nan, -1e30, 1e30, -1e4, 1e4, 0.0, -0.0], dtype=dtype)
     y = exp_of(x)
     assert y[0] == 0 and y[1] == np.inf and np.isnan(y[2])
@@ -114,6 +117,7 @@ def test_suite_catches_an_exp_one_degree_short_in_float32(algorithm):
 
 
 def test_check_command_fails_the_planted_exp(tmp_path):
+    """The same through the command line: softmax-bench check exits 1 and names the case."""
     proc = run_console("check", "--plugin", PLANTED[0], "--backend", "short-poly-numba-2pass", "--dtype", "float32",
                        "--case", "overflow_threshold", "--case", "masked_prefix", "--out", tmp_path / "p.json")
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -124,6 +128,7 @@ def test_check_command_fails_the_planted_exp(tmp_path):
 
 
 def reference_softmax(x: np.ndarray) -> np.ndarray:
+    """Max-shifted softmax over the last axis (float64 in, float64 out)."""
     with np.errstate(invalid="ignore"):
         e = np.exp(x - x.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
@@ -150,6 +155,7 @@ def test_rows_across_lane_block_and_chunk_edges(name, n):
 
 @pytest.mark.parametrize("name", CORRECT)
 def test_all_masked_row_is_nan_and_other_rows_unharmed(name):
+    """A fully masked row gives NaN (as torch does) without touching the next row."""
     x = np.array([[-np.inf] * 600, list(range(600))], dtype=np.float32)
     y = BACKENDS[name].softmax(x)
     assert np.isnan(y[0]).all()
@@ -175,6 +181,7 @@ def reference_cross_entropy(x, target, dloss, ignore_index=-100):
 @pytest.mark.parametrize("dtype, rtol, atol", [("float64", 1e-12, 1e-15), ("float32", 1e-5, 1e-7)])
 @pytest.mark.parametrize("name", CORRECT)
 def test_cross_entropy_matches_float64_reference(name, dtype, rtol, atol):
+    """Loss and fused gradient on random 8 x 1000 logits, with two ignored rows."""
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((8, 1000)) * 3).astype(dtype)
     target = rng.integers(0, 1000, 8)
@@ -195,6 +202,7 @@ def test_cross_entropy_matches_float64_reference(name, dtype, rtol, atol):
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("name", CORRECT)
 def test_cross_entropy_large_margin_and_masked_target(name, dtype):
+    """[0, 200] with target 0: loss exactly 200 and a finite gradient; a target at -inf: loss inf."""
     from softmax_bench.dtypes import np_dtype
 
     b = BACKENDS[name]
@@ -207,12 +215,14 @@ def test_cross_entropy_large_margin_and_masked_target(name, dtype):
 
 
 def test_naive_cross_entropy_overflows_where_the_others_do_not():
+    """The negative control's unshifted sum overflows on the large-margin row."""
     x = np.array([[0.0, 200.0]], dtype=np.float32)
     assert not np.isfinite(BACKENDS["numba-naive"].cross_entropy(x, np.array([0]))[0])
 
 
 @pytest.mark.parametrize("name", CORRECT)
 def test_cross_entropy_rejects_targets_out_of_range(name):
+    """A target outside [0, n) that is not ignore_index is an error, not a stray read."""
     with pytest.raises(ValueError, match="out of range"):
         BACKENDS[name].cross_entropy(np.zeros((2, 5), np.float32), np.array([0, 5]))
 
@@ -221,6 +231,7 @@ def test_cross_entropy_rejects_targets_out_of_range(name):
 
 
 def test_listing_does_not_import_numba():
+    """Loading the registry (softmax-bench list) registers the backends without importing numba."""
     code = ("import sys; from softmax_bench import load_backends; r = load_backends(); "
             "assert 'numba-2pass' in r.names(), r.names(); assert 'numba' not in sys.modules; print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -228,6 +239,7 @@ def test_listing_does_not_import_numba():
 
 
 def test_unavailable_without_numba_with_the_reason():
+    """Without numba the backends are listed as unavailable, with the install hint."""
     code = ("import sys; sys.modules['numba'] = None; "  # as if numba were not installed
             "from softmax_bench import load_backends; r = load_backends(); print(r.unavailable('numba-3pass', 'cpu'))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
