@@ -33,9 +33,8 @@ from typing import Optional
 
 import numpy as np
 
-from softmax_bench import Backend
-from softmax_bench.backend import IGNORE_INDEX
-DTYPES = ("float64", "float32", "float16", "bfloat16")
+from softmax_bench import DTYPES, IGNORE_INDEX, Backend
+
 ALGORITHMS = {  # backend name suffix -> (algorithm, description)
     "3pass": ("THREE_PASS", "max; sum of exp(x - max); write exp(x - max) / sum recomputing exp (numba, vectorised exp)"),
     "3pass-reload": ("THREE_PASS_RELOAD", "max; store exp(x - max) and sum; scale by 1 / sum (numba, vectorised exp)"),

@@ -140,10 +140,14 @@ def parse(spec: str) -> list[Size]:
 # exp(...) and the output; one more for slack (an upcast copy of a half input).
 TEMPORARIES = 4
 # rows x vocab arrays a call of each (op, pass) holds per buffer set: its
-# inputs, what it saved of the forward, its outputs.
-ARRAYS_PER_CALL = {(op, pass_): (2 if pass_ == "fwd" else 4) for op in TIMED_OPS for pass_ in PASSES}
-# float32 sources the buffers are refilled from: x, and dy (or y) for the gradients.
-SOURCES = {"fwd": 1, "bwd": 2, "full": 2}
+# inputs, what it saved of the forward, its outputs (the loss alone is a
+# vector; its gradient replaces dy by the targets).
+ARRAYS_PER_CALL = {
+    **{(op, pass_): (2 if pass_ == "fwd" else 4) for op in TIMED_OPS for pass_ in PASSES},
+    ("cross_entropy", "fwd"): 1, ("cross_entropy", "bwd"): 3, ("cross_entropy", "full"): 3,
+}
+# float32 sources the buffers are refilled from: x, and dy (or y) for the softmax gradients.
+SOURCES = {(op, pass_): 1 if op == "cross_entropy" or pass_ == "fwd" else 2 for op in TIMED_OPS for pass_ in PASSES}
 
 
 def working_set(size: Size, dtype: str, buffers: int, op: str = "softmax", pass_: str = "fwd") -> int:
@@ -157,7 +161,7 @@ def working_set(size: Size, dtype: str, buffers: int, op: str = "softmax", pass_
     itemsize = info(dtype).itemsize
     working = max(itemsize, 4)
     per_call = ARRAYS_PER_CALL[(op, pass_)]
-    return size.elements * (itemsize * (per_call * buffers + 1) + 4 * SOURCES[pass_] + working * TEMPORARIES)
+    return size.elements * (itemsize * (per_call * buffers + 1) + 4 * SOURCES[(op, pass_)] + working * TEMPORARIES)
 
 
 def available_memory() -> Optional[int]:
