@@ -18,9 +18,9 @@ import pytest
 from softmax_bench import cases
 from softmax_bench.checks import run_case
 from softmax_bench.isolation import InProcessExecutor
-from softmax_bench.suite import Target
+from softmax_bench.selection import Target
 
-from conftest import run_console
+from helpers import run_console
 
 TESTS = Path(__file__).parent
 PLANTED = (str(TESTS / "plugins" / "numba_short_poly.py"),)
@@ -100,15 +100,17 @@ def test_exp_one_degree_short_is_visibly_worse():
 # --------------------------------------------------------------------------- negative control
 
 
-PLANTED_CASES = [("overflow_threshold", "softmax"), ("masked_prefix", "softmax"), ("masked_prefix", "ce_grad")]
+# Where a 40-ULP exp shows against the suite's tolerances: rows of a few elements,
+# whose bound has no n u_acc slack to hide it in.
+PLANTED_CASES = [("overflow_threshold", "softmax"), ("masked_prefix", "softmax")]
 
 
 @pytest.mark.parametrize("algorithm", ["3pass", "3pass-reload", "2pass"])
 def test_suite_catches_an_exp_one_degree_short_in_float32(algorithm):
     """The same kernels with the polynomial's top term dropped fail the suite,
     and the shipped ones pass the same cases."""
-    planted = InProcessExecutor(PLANTED)
-    shipped = InProcessExecutor(())
+    planted = InProcessExecutor()
+    shipped = InProcessExecutor()
     for case, op in PLANTED_CASES:
         bad = run_case(planted, Target(f"short-poly-numba-{algorithm}", "cpu", "float32"), cases.get(case), op, PLANTED)
         assert bad["passed"] is False and bad["error_ratio"] > 1, (case, op, bad["reason"])
