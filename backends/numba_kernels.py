@@ -182,9 +182,16 @@ def make_backends(prefix: str = "numba", degrees: Optional[dict] = None, drop_to
             softmax=ops.softmax, log_softmax=ops.log_softmax,
             softmax_vjp=ops.softmax_vjp, log_softmax_vjp=ops.log_softmax_vjp,
             cross_entropy=ops.cross_entropy, cross_entropy_fwd_bwd=ops.cross_entropy_fwd_bwd,
-            available=available, description=description,
+            available=available, threads=_threads, description=description,
         ))
     return made
+
+
+def _threads() -> int:
+    """The threads numba's parallel rows run on (``--threads`` sets them)."""
+    import numba
+
+    return int(numba.get_num_threads())
 
 
 backends = make_backends()

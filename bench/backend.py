@@ -69,6 +69,7 @@ class Backend:
     cross_entropy: Optional[SoftmaxFn] = None
     cross_entropy_fwd_bwd: Optional[SoftmaxFn] = None
     parallel: Optional[str] = None
+    threads: Optional[Callable[[], int]] = None
     available: Optional[AvailabilityFn] = None
     description: str = ""
     origin: str = field(default="", compare=False)
@@ -114,7 +115,7 @@ def validate(backend: Backend) -> None:
         raise BackendError(f"{where}: parallel={backend.parallel!r}; valid: None, {', '.join(PARALLEL)}")
     if not callable(backend.softmax):
         raise BackendError(f"{where}: softmax must be callable (x, axis=-1) -> array")
-    for op in OPS[1:] + ("available",):
+    for op in OPS[1:] + ("available", "threads"):
         fn = getattr(backend, op)
         if fn is not None and not callable(fn):
             raise BackendError(f"{where}: {op} must be callable or None")

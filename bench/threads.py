@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
@@ -33,12 +33,13 @@ def apply(n: Optional[int]) -> None:
         sys.modules["numba"].set_num_threads(min(n, sys.modules["numba"].config.NUMBA_NUM_THREADS))
 
 
-def count(library: str) -> int:
-    """The threads ``library`` computes with in this process now."""
+def count(library: str, declared: Optional[Callable[[], int]] = None) -> int:
+    """The threads a backend of ``library`` computes with in this process now (``declared``:
+    the backend's own ``threads`` hook, which wins)."""
+    if declared is not None:
+        return int(declared())
     if library == "torch" and "torch" in sys.modules:
         return int(sys.modules["torch"].get_num_threads())
     if library == "jax":
         return 1 if SINGLE_THREAD_XLA.split()[0] in os.environ.get("XLA_FLAGS", "") else (os.cpu_count() or 1)
-    if "numba" in sys.modules and library == "numpy":
-        return int(sys.modules["numba"].get_num_threads())  # a numba backend's worker
     return 1  # NumPy's own element-wise ops and reductions run on one thread

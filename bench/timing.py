@@ -202,7 +202,7 @@ def measure(
     rate = gbps(moved, timing.median_s)
     fields.update(
         gbps=rate, copy_gbps=copy_gbps, bytes=moved, byte_model=model.text, route=workload.route,
-        includes_bwd=workload.includes_bwd, threads=threads.count(workload.backend.library),
+        includes_bwd=workload.includes_bwd, threads=threads.count(workload.backend.library, workload.backend.threads),
         buffers=buffers, llc_bytes=llc, **peak,
         # The ceiling is the fastest copy of the whole run (timing_plan.finalize); here, what one unit knows.
         suspect=problems[0] if problems else suspicion(rate, None, ceiling_margin(op, pass_), timing.median_s),

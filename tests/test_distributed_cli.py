@@ -33,22 +33,26 @@ def test_the_planted_flawed_plugin_makes_check_exit_1_naming_the_case(tmp_path):
                for line in proc.stdout.splitlines()), proc.stdout[-3000:]
 
 
-def _children_alive(pid: int) -> list[int]:
-    found = []
+def _spawned_processes() -> set[int]:
+    """Live processes started by multiprocessing's spawn (the command's workers and ranks), by pid."""
+    found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    cmdline = handle.read()
                 with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
+                    state = handle.read().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry))
+            if b"multiprocessing" in cmdline and state != "Z":
+                found.add(int(entry))
     return found
 
 
 def test_run_records_world_size_and_communication_and_a_killed_rank_is_a_failure(tmp_path):
     out = tmp_path / "r.json"
+    before = _spawned_processes()
     proc = run_console("run", "--plugin", plugin("vocab_parallel_faults"), "--backend", "vocab-parallel-killed",
                        "--backend", "vocab-parallel-fused", "--world-size", "2", "--sizes", "8x4096", "--mode", "warm",
                        "--op", "softmax", "--op", "cross_entropy", "--pass", "fwd", "--pass", "full", "--quick", "--no-check",
@@ -60,6 +64,6 @@ def test_run_records_world_size_and_communication_and_a_killed_rank_is_a_failure
     assert fused["cross_entropy"]["comm_bytes"] > 0
     killed = [r for r in records if r["backend"] == "vocab-parallel-killed"]
     assert len(killed) == 1 and all(r["failure"] in ("crashed", "timeout") and "rank 1" in r["reason"] for r in killed)
-    assert _children_alive(os.getpid()) == []  # the command's ranks went with it
+    assert _spawned_processes() - before == set()  # the command's workers and ranks went with it
     # Distributed backends run sharded only: nothing single-process was timed for them.
     assert not [r for r in _records(out) if r["backend"].startswith("vocab-parallel") and not r.get("world_size")]
