@@ -35,6 +35,7 @@ and a daemonic worker may not have children.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import multiprocessing as mp
 import os
@@ -784,6 +785,21 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return np.array_equal(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), equal_nan=True)
 
 
+@contextlib.contextmanager
+def _group(group: Optional["RankGroup"], world_size: int, device: str, timeout: float, memory_limit: Optional[int]):
+    """The group given (checked against world size and device), or a new one closed afterwards."""
+    if group is not None:
+        if group.world_size != world_size or group.device != device:
+            raise ValueError(f"the group given has {group.world_size} ranks on {group.device}, not {world_size} on {device}")
+        yield group
+        return
+    owned = RankGroup(world_size, device, timeout, memory_limit=memory_limit)
+    try:
+        yield owned
+    finally:
+        owned.close()
+
+
 def run_sharded(
     backend_name: str,
     plugin_files: Sequence[str],
@@ -833,16 +849,8 @@ def run_sharded(
     if main.ndim == 0:
         raise ValueError(f"{op}: a 0-d input has no axis to reduce")
     _vocab_backend(backend_name, plugin_files)  # refuse early, in this process, what no rank could run
-    owned = group is None
-    if group is None:
-        group = RankGroup(world_size, device, timeout, memory_limit=memory_limit)
-    elif group.world_size != world_size or group.device != device:
-        raise ValueError(f"the group given has {group.world_size} ranks on {group.device}, not {world_size} on {device}")
-    try:
-        parts = group.run(_sharded_call, backend_name, tuple(plugin_files), dtype, op, given, axis)
-    finally:
-        if owned:
-            group.close()
+    with _group(group, world_size, device, timeout, memory_limit) as ranks:
+        parts = ranks.run(_sharded_call, backend_name, tuple(plugin_files), dtype, op, given, axis)
     other_shape = tuple(n for i, n in enumerate(main.shape) if i != axis % main.ndim)
     if "loss" in parts[0]:
         for rank, part in enumerate(parts[1:], start=1):
@@ -1114,23 +1122,16 @@ def time_sharded(
     if rows < 1 or vocab < 1:
         raise ValueError(f"rows and vocab must be positive, not {rows} x {vocab}")
     _vocab_backend(backend_name, plugin_files)
-    owned = group is None
-    if group is None:
-        group = RankGroup(world_size, device, timeout, memory_limit=memory_limit)
-    elif group.world_size != world_size or group.device != device:
-        raise ValueError(f"the group given has {group.world_size} ranks on {group.device}, not {world_size} on {device}")
-    try:
-        per_rank = group.run(_sharded_timing, backend_name, tuple(plugin_files), dtype, op, pass_, rows, vocab,
+    with _group(group, world_size, device, timeout, memory_limit) as ranks:
+        per_rank = ranks.run(_sharded_timing, backend_name, tuple(plugin_files), dtype, op, pass_, rows, vocab,
                              budget, seed, measure_comm)
-    finally:
-        if owned:
-            group.close()
+        threads = ranks.threads
     result = dict(per_rank[0])
     result.pop("host", None)
     result.update(
         backend=backend_name, device=device, dtype=dtype, op=op, **{"pass": pass_}, rows=rows, vocab=vocab,
         world_size=world_size, shards=[stop - start for start, stop in split(vocab, world_size)],
-        threads=group.threads, rank_median_s=[r["rank_median_s"] for r in per_rank],
+        threads=threads, rank_median_s=[r["rank_median_s"] for r in per_rank],
         collectives=max(r["collectives"] for r in per_rank), comm_bytes=max(r["comm_bytes"] for r in per_rank),
         hosts=[r["host"] for r in per_rank],
     )

@@ -13,6 +13,7 @@ it), so these units run in this process rather than in a worker.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -136,10 +137,10 @@ def timing_units(targets: Sequence[Target], items: Sequence[tuple[Size, str, str
                     figures.update(threads=groups.get(t.device, w).threads, bytes=moved, byte_model=model.text,
                                    gbps=moved / median / 1e9 if median else None,
                                    route="fused" if (o, p) == ("cross_entropy", "full") else "explicit")
-                    return [TimingRecord(**{**_fields(r), **figures}).as_dict()]
+                    return [replace(r, **figures).as_dict()]
 
                 def failed(f, r=record):
-                    return [TimingRecord(**{**_fields(r), "reason": f.reason, "failure": f.kind}).as_dict()]
+                    return [replace(r, reason=f.reason, failure=f.kind).as_dict()]
 
                 units.append(Unit(identity=record.as_dict(), run=run, on_failure=failed,
                                   label=f"{target.backend} x{world_size} {size.label} {op} {pass_}"))
@@ -154,9 +155,3 @@ def _has(backend: Any, op: str, pass_: str) -> bool:
     else:
         needs = op if pass_ == "fwd" else f"{op}_vjp"
     return backend.function(needs) is not None
-
-
-def _fields(record: TimingRecord) -> dict[str, Any]:
-    from dataclasses import fields
-
-    return {f.name: getattr(record, f.name) for f in fields(record)}
