@@ -1,11 +1,14 @@
-"""Compiled CPU softmax kernels (numba): one exponential, one row driver, four algorithms.
+"""Compiled CPU softmax kernels (numba): one exponential, one row driver, five algorithms.
 
 ``backends/numba_kernels.py`` imports this module lazily, the first time a
 kernel runs, so listing backends never pays for numba. Read it top to bottom:
 
 1. **The exponential** ``_exp``: Cody-Waite range reduction, a polynomial, and
    a scale by 2^n built from bits (as XNNPACK does), so that LLVM vectorises
-   it; ``math.exp`` would be a scalar libm call per element.
+   it; ``math.exp`` would be a scalar libm call per element. The kernels'
+   hot loops call ``_exp_shifted``, the same function for x <= 0 (every
+   x - max is) with a cheaper 2^n: the exponential bounds these kernels,
+   not memory.
 2. **Lane reductions**: a row's max and sums are kept in ``LANES``
    independent accumulators on the stack and merged at the end. LLVM may
    only vectorise a floating-point reduction if it may reassociate it, and
@@ -16,8 +19,8 @@ kernel runs, so listing backends never pays for numba. Read it top to bottom:
    (the max's own exp(0)) are counted apart from the rest of the sum, so a
    row dominated by its max keeps that rest to full precision.
 3. **Per-row algorithms**: how each algorithm obtains the shift and the sum of
-   a row (three-pass, three-pass reloading, two-pass online, naive), and the
-   write passes.
+   a row (three-pass, three-pass reloading, two-pass online, two-pass
+   reloading, naive), and the write passes.
 4. **The row driver** ``_drive``: the one ``prange`` over rows, dispatching on
    the operation and the algorithm once per row.
 
@@ -33,6 +36,8 @@ correctness suite notices (tests/test_numba_kernels.py).
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -65,16 +70,24 @@ def _jit(**options):
 # (numba runs LLVM without the SLP vectoriser, so 16 lanes unrolled in full
 # would stay 16 scalar registers), few enough to merge cheaply.
 LANES = 64
-# Elements per lane per block of the online pass: the running max is updated
-# once per block, so the rescaling exp costs 1/BLOCK of an exp per element.
-BLOCK = 8
+# Elements per block of the one-pass (online) reductions: a block of the row
+# and of the output (4 KiB each in float32) stays in L1 between the block's
+# max loop and its exp loop, so memory sees one read of the row. The running
+# sum is rescaled once per block (one scalar exp per BLOCK elements). 1024
+# measured best here (512: per-block overhead; 2048 and 4096: L1 misses).
+BLOCK = 1024
 # Elements per chunk of a lane sum: each chunk is summed in its own lanes and
 # then added to the running totals (a two-level sum; see _lane_sum_of).
 CHUNK = 4096
 
 # Operations and algorithms the driver dispatches on (compile-time constants).
 SOFTMAX, LOG_SOFTMAX, SOFTMAX_VJP, LOG_SOFTMAX_VJP, CROSS_ENTROPY, CROSS_ENTROPY_GRAD = range(6)
-THREE_PASS, THREE_PASS_RELOAD, TWO_PASS, NAIVE = range(4)
+THREE_PASS, THREE_PASS_RELOAD, TWO_PASS, NAIVE, TWO_PASS_RELOAD = range(5)
+
+# How far _exp_shifted's 2^n is built above its true exponent (then scaled back
+# by 2^-SHIFTED_BIAS): enough that 2^(n + SHIFTED_BIAS) is a normal number
+# down to the clamp, so the exponent field takes n with one shift.
+SHIFTED_BIAS = {"float32": 64, "float64": 200}
 
 # Polynomial degrees of the shipped exponential: the smallest giving about one
 # ULP over the whole range (tests/test_numba_kernels.py measures it).
@@ -98,6 +111,7 @@ class ExpConstants(NamedTuple):
     zero: float
     one: float
     inf: float
+    magic_shifted: float  # magic + bias + SHIFTED_BIAS: t's low bits then hold n's biased exponent (see _exp_shifted)
 
 
 def fit_polynomial(degree: int) -> tuple[float, ...]:
@@ -126,7 +140,9 @@ def fit_polynomial(degree: int) -> tuple[float, ...]:
 
 
 class ExpParams(NamedTuple):
-    """The exponential of one working dtype: its constants and its polynomial."""
+    """The exponential of one working dtype: its constants and its polynomial,
+    as the pair (coefficients, coefficients * 2^-SHIFTED_BIAS): _exp takes the
+    first, _exp_shifted the second (see there)."""
 
     constants: ExpConstants
     poly: tuple
@@ -148,8 +164,11 @@ def exp_params(dtype: str, degree: int | None = None, drop_top: bool = False) ->
     poly = fit_polynomial(degree or DEGREE[dtype])
     if drop_top:
         poly = poly[:-1]
-    constants = ExpConstants(*(t(v) for v in (1 / math.log(2), ln2_hi, ln2_lo, 1.5 * 2.0**bits, 0.5, lo, hi, 0.0, 1.0, np.inf)))
-    return ExpParams(constants, tuple(t(c) for c in poly))
+    bias = {"float32": 127, "float64": 1023}[dtype] + SHIFTED_BIAS[dtype]
+    constants = ExpConstants(*(t(v) for v in (1 / math.log(2), ln2_hi, ln2_lo, 1.5 * 2.0**bits, 0.5, lo, hi, 0.0, 1.0, np.inf,
+                                              1.5 * 2.0**bits + bias)))
+    down = 2.0 ** -SHIFTED_BIAS[dtype]  # exact: a power of two, far above the subnormals
+    return ExpParams(constants, (tuple(t(c) for c in poly), tuple(t(c * down) for c in poly)))
 
 
 @intrinsic
@@ -183,6 +202,23 @@ def _scale(typingctx, p, t):
         return builder.fmul(builder.fmul(args[0], pow2(n1)), pow2(n2))
 
     return p(p, t), codegen
+
+
+@intrinsic
+def _pow2_shifted(typingctx, t):
+    """2^(n + SHIFTED_BIAS) for t = n + magic_shifted: t's bits shifted left
+    by the mantissa's width, which leaves its low bits (n plus the biases) in
+    the exponent field. One integer shift: the cheap half of _exp_shifted."""
+    if t not in (types.float32, types.float64):
+        return None
+    width, mantissa = (32, 23) if t == types.float32 else (64, 52)
+
+    def codegen(context, builder, signature, args):
+        """The LLVM IR: bitcast, shift left, bitcast back."""
+        itype = ir.IntType(width)
+        return builder.bitcast(builder.shl(builder.bitcast(args[0], itype), ir.Constant(itype, mantissa)), args[0].type)
+
+    return t(t), codegen
 
 
 @intrinsic
@@ -233,7 +269,8 @@ def _exp(x, K, poly):
     """e^x in x's dtype, about 1 ULP; exact 0 below the subnormals, inf above the
     overflow threshold, 0 at -inf, inf at +inf, NaN at NaN.
 
-    x = n ln2 + r with |r| <= ln(2)/2 and e^x = p(r) 2^n, p a polynomial.
+    x = n ln2 + r with |r| <= ln(2)/2 and e^x = p(r) 2^n, p a polynomial
+    (``poly[0]``, its coefficients).
     """
     xc = K.lo if x < K.lo else x  # written so that NaN passes through (x < lo is false)
     xc = K.hi if xc > K.hi else xc
@@ -241,10 +278,38 @@ def _exp(x, K, poly):
     n = t - K.magic
     r = xc - n * K.ln2_hi  # exact: n ln2_hi has spare low bits
     r = r - n * K.ln2_lo
-    p = poly[-1]  # Horner, highest coefficient first
-    for i in range(len(poly) - 2, -1, -1):
-        p = p * r + poly[i]
+    c = poly[0]
+    p = c[-1]  # Horner, highest coefficient first
+    for i in range(len(c) - 2, -1, -1):
+        p = p * r + c[i]
     return _scale(p, t)
+
+
+@_jit()
+def _exp_shifted(x, K, poly):
+    """e^x for the arguments of a shifted softmax, x <= 0 (or NaN): the same
+    polynomial and the same result as _exp, about half its instructions.
+
+    The difference is 2^n: n + bias + SHIFTED_BIAS sits in t's low bits
+    (magic_shifted), one shift puts it in the exponent field as
+    2^(n + SHIFTED_BIAS), and the polynomial's coefficients come scaled by
+    2^-SHIFTED_BIAS (``poly[1]``: every Horner step is the unscaled one times
+    a power of two, so the same roundings). The one product p 2^(n +
+    SHIFTED_BIAS) rounds once, to the correct subnormal or 0, as _exp's two
+    factors do. Valid for x up to about SHIFTED_BIAS ln 2 (the exponent field
+    must not overflow); every caller passes x - max or a difference of
+    maxima, which are <= 0.
+    """
+    xc = K.lo if x < K.lo else x  # NaN passes; -inf and far below clamp to an exact 0
+    t = xc * K.log2e + K.magic_shifted
+    n = t - K.magic_shifted
+    r = xc - n * K.ln2_hi
+    r = r - n * K.ln2_lo
+    c = poly[1]
+    p = c[-1]
+    for i in range(len(c) - 2, -1, -1):
+        p = p * r + c[i]
+    return p * _pow2_shifted(t)
 
 
 @_jit()
@@ -262,6 +327,13 @@ def exp_array(x, out, K, poly):
     """out[i] = _exp(x[i]) over 1-D arrays: the exponential alone, for its unit tests."""
     for i in range(x.size):
         out[i] = _exp(x[i], K, poly)
+
+
+@_jit(cache=True)
+def exp_shifted_array(x, out, K, poly):
+    """out[i] = _exp_shifted(x[i]) over 1-D arrays of x <= 0, for its unit tests."""
+    for i in range(x.size):
+        out[i] = _exp_shifted(x[i], K, poly)
 
 
 @_jit()
@@ -325,14 +397,28 @@ def _row_max(x, K):
 
 @_jit()
 def _exp_term(a, b, j, shift, out, limits, K, poly):
-    """exp(x_j - shift)."""
-    return _exp(a[j] - shift, K, poly), a[j] == shift, K.zero
+    """exp(x_j - shift), counted apart when it is exp(0)."""
+    return _exp_shifted(a[j] - shift, K, poly), a[j] == shift, K.zero
+
+
+@_jit()
+def _exp_plain_term(a, b, j, shift, out, limits, K, poly):
+    """exp(x_j - shift), no count: softmax divides by the sum, and 1 + rest
+    rounded once costs it nothing (only a logarithm of the sum needs the rest
+    kept apart)."""
+    return _exp_shifted(a[j] - shift, K, poly), False, K.zero
 
 
 @_jit()
 def _value_term(a, b, j, shift, out, limits, K, poly):
     """a_j, exactly 1 when it is exp(0) (the stored exps of the reloading pass)."""
     return a[j], a[j] == K.one, K.zero
+
+
+@_jit()
+def _value_plain_term(a, b, j, shift, out, limits, K, poly):
+    """a_j, no count (see _exp_plain_term)."""
+    return a[j], False, K.zero
 
 
 @_jit()
@@ -432,83 +518,91 @@ def _lane_sum_of(term, compensated=False):
 
 
 _sum_exp = _lane_sum_of(_exp_term)
+_sum_exp_plain = _lane_sum_of(_exp_plain_term)
 _sum_values = _lane_sum_of(_value_term)
+_sum_values_plain = _lane_sum_of(_value_plain_term)
 _sum_naive_exp = _lane_sum_of(_naive_exp_term)
 _sum_products = _lane_sum_of(_product_term, compensated=True)
 _sum_plain = _lane_sum_of(_plain_term, compensated=True)
 
 
-@_jit()
-def _online_max_sum(x, K, poly):
-    """(shift, count, rest) of a row in one pass: the online softmax.
+def _online_of(store, counted):
+    """A compiled ``online(x, out, shifts, K, poly) -> (shift, count, rest)``:
+    a row's shift and sum in one pass over memory, the online softmax.
 
-    Milakov & Gimelshein's running max and rescaled sum, vectorised as in
-    XNNPACK (Dukhan & Ablavatski 2020): lane k takes elements k, k + LANES,
-    ... and keeps its own running max m_k, with its sum relative to m_k as
-    in the lane sums (count_k terms exactly 1, part_k + total_k the rest). Per
-    block of BLOCK elements a lane first takes their max, then rescales its
-    sum once, by exp(m_old - m_new), and adds their exps: rescaling costs
-    1/BLOCK exp per element and nothing branches per element. When m_k grows
-    the terms that were exactly 1 become ordinary ones (the carry). A lane
-    max still -inf shifts by 0, the masked-prefix guard: exp(-inf - 0) = 0,
-    never exp(-inf - -inf) = NaN. The lanes merge at the end, each rescaled
-    to the row's max.
+    Milakov & Gimelshein's running max and rescaled sum, taken a BLOCK at a
+    time (as FlashAttention does): the block's max, then the block's sum of
+    exp(x - block max), both while the block is in L1, then one scalar exp
+    rescales whichever of the running sum and the block's sum is relative
+    to the smaller max. Terms exactly 1 (at the row's max) stay counted
+    apart where ``counted``, as in _lane_sum_of. The masked-prefix guard:
+    until a block has a finite max there is nothing to rescale (and a shift
+    of -inf is taken as 0), so exp(-inf - -inf) = NaN never happens.
+
+    With ``store`` the block's exps are also written to ``out`` and its
+    shift to ``shifts[block]``, for a second pass that only rescales them
+    (the two-pass reloading softmax: one exp per element). ``store`` and
+    ``counted`` are constants of each compiled function; the branches on
+    them fold away.
     """
-    lane_max = _lanes(x, -K.inf)
-    count = _lanes(x, K.zero)
-    part = _lanes(x, K.zero)
-    total = _lanes(x, K.zero)
-    width = LANES * BLOCK
-    full = x.size - x.size % width
-    for start in range(0, full, CHUNK):
-        chunk = x[start:min(start + CHUNK, full)]  # indexed from 0, as in _lane_sum_of
-        for j in range(0, chunk.size, width):
-            for k in range(LANES):  # the loop LLVM vectorises
-                old = lane_max[k]
-                new = old
-                for u in range(BLOCK):
-                    new = _max_of(new, chunk[j + u * LANES + k])
-                shift = _shift_of(new, K)
-                scale = _exp(old - shift, K, poly)  # 1 exactly while the max stands
-                carry = count[k] if new > old else K.zero
-                c = count[k] - carry
-                s = (part[k] + carry) * scale
-                total[k] *= scale
-                for u in range(BLOCK):
-                    v = chunk[j + u * LANES + k]
-                    top = v == shift
-                    s += K.zero if top else _exp(v - shift, K, poly)
-                    c += K.one if top else K.zero
-                part[k], count[k], lane_max[k] = s, c, new
-        for k in range(LANES):
-            total[k] += part[k]
-            part[k] = K.zero
-    for j in range(full, x.size):  # the tail, one element at a time
-        k = (j - full) % LANES
-        v = x[j]
-        old = lane_max[k]
-        new = _max_of(old, v)
-        shift = _shift_of(new, K)
-        scale = _exp(old - shift, K, poly)
-        carry = count[k] if new > old else K.zero
-        top = v == shift
-        total[k] = (total[k] + carry) * scale + (K.zero if top else _exp(v - shift, K, poly))
-        count[k] = count[k] - carry + (K.one if top else K.zero)
-        lane_max[k] = new
-    m = lane_max[0]
-    for k in range(1, LANES):
-        m = _max_of(m, lane_max[k])
-    shift = _shift_of(m, K)
-    for k in range(LANES):  # each lane's sum, relative to the row's max
-        carry = count[k] if lane_max[k] < m else K.zero
-        total[k] = (total[k] + part[k] + carry) * _exp(lane_max[k] - shift, K, poly)
-        count[k] -= carry
-    return shift, _pairwise_sum(count), _pairwise_sum(total)
+
+    @_jit()
+    def online(x, out, shifts, K, poly):
+        """(shift, count, rest) of the row (see _online_of)."""
+        top, c, rest = -K.inf, K.zero, K.zero
+        no_limits = (K.inf, K.zero)
+        for b in range((x.size + BLOCK - 1) // BLOCK):
+            xb = x[b * BLOCK:(b + 1) * BLOCK]
+            m = _row_max(xb, K)
+            shift = _shift_of(m, K)
+            if store:
+                ob = out[b * BLOCK:(b + 1) * BLOCK]
+                for j in range(xb.size):
+                    ob[j] = _exp_shifted(xb[j] - shift, K, poly)
+                if counted:
+                    cb, rb = _sum_values(ob, ob, K.zero, ob, no_limits, K, poly)
+                else:
+                    cb, rb = _sum_values_plain(ob, ob, K.zero, ob, no_limits, K, poly)
+                shifts[b] = shift
+            elif counted:
+                cb, rb = _sum_exp(xb, xb, shift, xb, no_limits, K, poly)
+            else:
+                cb, rb = _sum_exp_plain(xb, xb, shift, xb, no_limits, K, poly)
+            if top == -K.inf or m == top:  # nothing finite so far (its sum is 0 or NaN), or the same shift
+                top = m if m > top else top
+                c, rest = c + cb, rest + rb
+            elif m > top:  # a new max: the running sum moves to this block's shift
+                rest = (c + rest) * _exp_shifted(_shift_of(top, K) - shift, K, poly) + rb
+                top, c = m, cb
+            else:
+                rest += (cb + rb) * _exp_shifted(shift - _shift_of(top, K), K, poly)
+        return _shift_of(top, K), c, rest
+
+    return online
+
+
+_online = _online_of(store=False, counted=True)
+_online_plain = _online_of(store=False, counted=False)
+_online_store = _online_of(store=True, counted=True)
+_online_store_plain = _online_of(store=True, counted=False)
 
 
 @_jit()
-def _store_exp_and_sum(x, shift, out, K, poly):
-    """out = exp(x - shift), returning (count, rest) of its sum: the reloading pass.
+def _rescale_blocks(out, shifts, shift, d, dloss, K, poly):
+    """out *= dloss * exp(shifts[b] - shift) / d, block by block: the second
+    pass of the two-pass reloading softmax (the factor rounds once, from a
+    division; each element then takes one product)."""
+    for b in range(shifts.size):
+        ob = out[b * BLOCK:(b + 1) * BLOCK]
+        f = dloss * (_exp_shifted(shifts[b] - shift, K, poly) / d)
+        for j in range(ob.size):
+            ob[j] *= f
+
+
+@_jit()
+def _store_exp_and_sum(x, shift, out, counted, K, poly):
+    """out = exp(x - shift), returning (count, rest) of its sum: the reloading
+    pass (``counted``: the terms exactly 1 counted apart, see _lane_sum_of).
 
     Chunk by chunk: a plain loop writes the exps, then the chunk is summed
     back while it is in L1. Storing from inside the lane loop instead costs
@@ -518,8 +612,11 @@ def _store_exp_and_sum(x, shift, out, K, poly):
     for start in range(0, x.size, CHUNK):
         xc, oc = x[start:start + CHUNK], out[start:start + CHUNK]
         for j in range(xc.size):
-            oc[j] = _exp(xc[j] - shift, K, poly)
-        cc, rr = _sum_values(oc, oc, K.zero, oc, (K.inf, K.zero), K, poly)
+            oc[j] = _exp_shifted(xc[j] - shift, K, poly)
+        if counted:
+            cc, rr = _sum_values(oc, oc, K.zero, oc, (K.inf, K.zero), K, poly)
+        else:
+            cc, rr = _sum_values_plain(oc, oc, K.zero, oc, (K.inf, K.zero), K, poly)
         c += cc
         rest += rr
     return c, rest
@@ -529,20 +626,24 @@ def _store_exp_and_sum(x, shift, out, K, poly):
 
 
 @_jit()
-def _shift_and_sum(algo, x, limits, K, poly):
+def _shift_and_sum(algo, x, counted, limits, K, poly):
     """(shift, count, rest) of a row as ``algo`` computes them: the sum of
-    exp(x - shift) is count + rest, count the terms that are exactly 1.
+    exp(x - shift) is count + rest, count the terms that are exactly 1
+    (``counted``; else count is 0 and rest the whole sum).
 
-    Three-pass: a max pass, then a sum pass. Online: one pass. Naive: no
-    shift, and its exps overflow.
+    Three-pass: a max pass, then a sum pass. Online (either two-pass form):
+    one pass. Naive: no shift, and its exps overflow.
     """
-    if algo == TWO_PASS:
-        return _online_max_sum(x, K, poly)
+    if algo == TWO_PASS or algo == TWO_PASS_RELOAD:  # nothing stored: x stands in for out and shifts
+        return _online(x, x, x, K, poly) if counted else _online_plain(x, x, x, K, poly)
     if algo == NAIVE:
         c, rest = _sum_naive_exp(x, x, K.zero, x, limits, K, poly)
         return K.zero, c, rest
     m = _row_max(x, K)
-    c, rest = _sum_exp(x, x, m, x, limits, K, poly)
+    if counted:
+        c, rest = _sum_exp(x, x, m, x, limits, K, poly)
+    else:
+        c, rest = _sum_exp_plain(x, x, m, x, limits, K, poly)
     return m, c, rest
 
 
@@ -557,14 +658,19 @@ def _log_sum(c, rest, K):
 def _softmax_row(algo, x, out, limits, K, poly):
     """out = softmax(x): the shift and sum, then one write pass (or, reloading,
     a rescale of the exps that the sum pass stored)."""
+    if algo == TWO_PASS_RELOAD:
+        shifts = np.empty((x.size + BLOCK - 1) // BLOCK, x.dtype)
+        shift, c, rest = _online_store_plain(x, out, shifts, K, poly)
+        _rescale_blocks(out, shifts, shift, c + rest, K.one, K, poly)
+        return
     if algo == THREE_PASS_RELOAD:
-        c, rest = _store_exp_and_sum(x, _row_max(x, K), out, K, poly)
+        c, rest = _store_exp_and_sum(x, _row_max(x, K), out, False, K, poly)
         d = c + rest
         inv = K.one / d
         for j in range(x.size):
             out[j] = _divide(out[j], d, inv)
         return
-    shift, c, rest = _shift_and_sum(algo, x, limits, K, poly)
+    shift, c, rest = _shift_and_sum(algo, x, False, limits, K, poly)
     d = c + rest
     inv = K.one / d
     if algo == NAIVE:
@@ -572,7 +678,7 @@ def _softmax_row(algo, x, out, limits, K, poly):
             out[j] = _naive_exp(x[j], limits, K, poly) / d
     else:
         for j in range(x.size):
-            out[j] = _divide(_exp(x[j] - shift, K, poly), d, inv)
+            out[j] = _divide(_exp_shifted(x[j] - shift, K, poly), d, inv)
 
 
 @_jit()
@@ -580,7 +686,7 @@ def _log_softmax_row(algo, x, out, limits, K, poly):
     """out = (x - shift) - log(sum), never x - (shift + log(sum)), which rounds
     the sum of two large numbers and is not shift-invariant. Naive takes the
     log of its softmax, as backends/naive.py does."""
-    shift, c, rest = _shift_and_sum(algo, x, limits, K, poly)
+    shift, c, rest = _shift_and_sum(algo, x, True, limits, K, poly)
     if algo == NAIVE:
         for j in range(x.size):
             out[j] = math.log(_naive_exp(x[j], limits, K, poly) / (c + rest))
@@ -621,27 +727,33 @@ def _cross_entropy_row(algo, grad, x, target, dloss, ignore_index, out, limits, 
         if grad:
             out[:] = K.zero
         return K.zero
-    if grad and algo == THREE_PASS_RELOAD:
+    shifts = np.empty((x.size + BLOCK - 1) // BLOCK if grad and algo == TWO_PASS_RELOAD else 0, x.dtype)
+    if grad and algo == TWO_PASS_RELOAD:
+        shift, c, rest = _online_store(x, out, shifts, K, poly)
+    elif grad and algo == THREE_PASS_RELOAD:
         shift = _row_max(x, K)
-        c, rest = _store_exp_and_sum(x, shift, out, K, poly)
+        c, rest = _store_exp_and_sum(x, shift, out, True, K, poly)
     else:
-        shift, c, rest = _shift_and_sum(algo, x, limits, K, poly)
+        shift, c, rest = _shift_and_sum(algo, x, True, limits, K, poly)
     d = c + rest
+    inv = K.one / d
     loss = (math.log(d) if algo == NAIVE else _log_sum(c, rest, K)) - (x[target] - shift)
     if grad:
-        if algo == THREE_PASS_RELOAD:
+        if algo == TWO_PASS_RELOAD:
+            _rescale_blocks(out, shifts, shift, d, dloss, K, poly)
+        elif algo == THREE_PASS_RELOAD:
             for j in range(x.size):
-                out[j] = dloss * (out[j] / d)
+                out[j] = dloss * _divide(out[j], d, inv)
         elif algo == NAIVE:
             for j in range(x.size):
                 out[j] = dloss * (_naive_exp(x[j], limits, K, poly) / d)
         else:
             for j in range(x.size):
-                out[j] = dloss * (_exp(x[j] - shift, K, poly) / d)
+                out[j] = dloss * _divide(_exp_shifted(x[j] - shift, K, poly), d, inv)
         if algo == NAIVE:
             p = _naive_exp(x[target], limits, K, poly) / d
         else:
-            p = _exp(x[target] - shift, K, poly) / d
+            p = _exp_shifted(x[target] - shift, K, poly) / d
         out[target] = dloss * (p - K.one)  # p - 1 is exact for p >= 1/2 (Sterbenz)
     return loss
 
@@ -650,15 +762,18 @@ def _cross_entropy_row(algo, grad, x, target, dloss, ignore_index, out, limits, 
 
 
 @_jit(parallel=True, cache=True)
-def _drive(op, algo, a, b, target, dloss, ignore_index, out, loss, limits, K, poly):
+def _drive(op, algo, a, b, target, dloss, ignore_index, out, loss, limits, K, poly_unshifted, poly_shifted):
     """Every kernel: one prange over the rows of a (rows, n) array, one op each.
 
     ``a`` is x (or y for the VJPs), ``b`` dy, ``target``/``dloss``/``loss``
     the cross-entropy's per-row arrays; operations that do not use one get a
     placeholder of the same type, so each dtype compiles this function once.
-    numba gives each thread a contiguous range of rows.
+    numba gives each thread a contiguous range of rows. The two polynomials
+    arrive apart (a parallel region takes flat tuples only) and are paired
+    per row (ExpParams.poly).
     """
     for i in prange(a.shape[0]):
+        poly = (poly_unshifted, poly_shifted)
         if op == SOFTMAX:
             _softmax_row(algo, a[i], out[i], limits, K, poly)
         elif op == LOG_SOFTMAX:
@@ -672,9 +787,10 @@ def _drive(op, algo, a, b, target, dloss, ignore_index, out, loss, limits, K, po
                                          out[i], limits, K, poly)
 
 
-def output_like(a: np.ndarray) -> np.ndarray:
-    """An empty C-contiguous array like ``a`` whose data starts half a page from
-    ``a``'s (modulo 4096 bytes).
+def output_like(a: np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
+    """An uninitialised C-contiguous array like ``a`` whose data starts half a
+    page from ``a``'s (modulo 4096 bytes), in ``raw`` (bytes, a page longer
+    than ``a``) or in a new buffer.
 
     A store to out[j] and a later load of a[j + k] whose addresses agree in
     their low 12 bits look alike to the CPU's memory disambiguation (4K
@@ -684,10 +800,74 @@ def output_like(a: np.ndarray) -> np.ndarray:
     Half a page apart is as far from that as two streams can be. Costs one
     page of padding.
     """
-    pad = 4096 // a.itemsize
-    raw = np.empty(a.size + pad, a.dtype)
-    start = ((a.ctypes.data + 2048 - raw.ctypes.data) % 4096) // a.itemsize
-    return raw[start:start + a.size].reshape(a.shape)
+    if raw is None:
+        raw = np.empty(a.nbytes + 4096, np.uint8)
+    start = (a.ctypes.data + 2048 - raw.ctypes.data) % 4096
+    return raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+
+
+# Outputs at least this large come from OUTPUTS, the pool: below it glibc's
+# malloc keeps freed blocks and hands them out again (its mmap threshold
+# grows to 32 MiB on 64-bit Linux), above it every array is fresh pages from
+# the kernel, zeroed and faulted in by the kernel's first write: measured at
+# 64 x 256000 float32, 3 to 4 ms a call, about the time of a whole copy of
+# the same bytes (which writes into one preallocated buffer).
+POOL_MIN_BYTES = 32 * 2**20
+
+
+class _Owner:
+    """What every array handed out by the pool views its buffer through (numpy
+    keeps a non-array base as the base of all further views), so this object
+    lives exactly as long as the last of them, and its end returns the
+    buffer to the pool."""
+
+    def __init__(self, view: np.ndarray, raw: np.ndarray):
+        self.__array_interface__ = view.__array_interface__
+        self.raw = raw
+
+
+class OutputPool:
+    """Output buffers reused once nothing refers to the arrays made from them.
+
+    A caching allocator, as PyTorch's and CuPy's are on GPUs: an array the
+    caller still holds (or any view of it) is never handed out again; when
+    the last reference goes, its buffer is kept (``keep`` of them at most)
+    for the next output of the same size. ``release()`` drops what is kept
+    (the engine calls it through ``Backend.release`` before it measures
+    peak memory, so the figure counts the output's memory).
+    """
+
+    def __init__(self, keep: int = 2):
+        self.keep = keep
+        self._free: list[np.ndarray] = []
+        self._lock = threading.RLock()
+
+    def empty_like(self, a: np.ndarray) -> np.ndarray:
+        """An uninitialised array like ``a`` (as output_like), from the pool when one fits."""
+        if a.nbytes < POOL_MIN_BYTES:
+            return output_like(a)
+        with self._lock:
+            raw = next((r for r in self._free if r.nbytes == a.nbytes + 4096), None)
+            if raw is not None:
+                self._free.remove(raw)
+        if raw is None:
+            raw = np.empty(a.nbytes + 4096, np.uint8)
+        owner = _Owner(output_like(a, raw), raw)
+        weakref.finalize(owner, self._give_back, raw)
+        return np.asarray(owner)
+
+    def _give_back(self, raw: np.ndarray) -> None:
+        with self._lock:
+            if len(self._free) < self.keep:
+                self._free.append(raw)
+
+    def release(self) -> None:
+        """Forget the kept buffers (their memory returns to the system)."""
+        with self._lock:
+            self._free.clear()
+
+
+OUTPUTS = OutputPool()
 
 
 def drive(op, algo, a, b=None, target=None, dloss=None, ignore_index=-100, out=None, limits=None, params=None):
@@ -701,14 +881,14 @@ def drive(op, algo, a, b=None, target=None, dloss=None, ignore_index=-100, out=N
     """
     params = params or exp_params(a.dtype.name)
     no_target, no_values, no_limits = _placeholders(a.dtype)
-    out = output_like(a) if out is None else out
+    out = OUTPUTS.empty_like(a) if out is None else out
     ce = op in (CROSS_ENTROPY, CROSS_ENTROPY_GRAD)
     loss = np.empty(a.shape[0], a.dtype) if ce else no_values
     _drive(op, algo, a, a if b is None else b,
            no_target if target is None else target,
            no_values if dloss is None else dloss,
            np.int64(ignore_index), out, loss,
-           no_limits if limits is None else tuple(a.dtype.type(v) for v in limits), params.constants, params.poly)
+           no_limits if limits is None else tuple(a.dtype.type(v) for v in limits), params.constants, *params.poly)
     return (loss, out) if ce else out
 
 

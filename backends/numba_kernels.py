@@ -1,8 +1,8 @@
-"""numba-3pass, numba-3pass-reload, numba-2pass, numba-naive: compiled CPU softmax kernels.
+"""numba-3pass, numba-3pass-reload, numba-2pass, numba-2pass-reload, numba-naive: compiled CPU softmax kernels.
 
 The same algorithms as the NumPy backends, compiled with numba so that what
 is timed is the algorithm (its passes over memory, its exps), not NumPy's
-temporaries. All four share one vectorised exponential and one row driver
+temporaries. All five share one vectorised exponential and one row driver
 (backends/_numba_common.py), so they differ only where the algorithms do:
 
 - ``numba-3pass``: max; sum of exp(x - max); write exp(x - max) / sum,
@@ -11,8 +11,12 @@ temporaries. All four share one vectorised exponential and one row driver
   summing; scale the output by the sum (two reads of x, then a read and a
   write of the output).
 - ``numba-2pass``: the online softmax (Milakov & Gimelshein 2018): running
-  max and rescaled sum in one pass, kept per vector lane (Dukhan &
-  Ablavatski 2020), then the write pass (two reads, one write).
+  max and rescaled sum in one pass over memory, a block at a time, then the
+  write pass recomputing the exp (two reads, one write).
+- ``numba-2pass-reload``: the online pass also stores exp(x - block max) in
+  the output; the second pass rescales each block by exp(block max - max) /
+  sum (one read of x, the output written, read and written: one exp per
+  element, where the others compute two).
 - ``numba-naive``: exp(x) / sum(exp(x)) unshifted, the negative control: it
   must overflow where backends/naive.py does.
 
@@ -29,6 +33,7 @@ without numba these backends are listed as unavailable with the reason.
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Optional
 
 import numpy as np
@@ -38,7 +43,8 @@ from softmax_bench import DTYPES, IGNORE_INDEX, Backend
 ALGORITHMS = {  # backend name suffix -> (algorithm, description)
     "3pass": ("THREE_PASS", "max; sum of exp(x - max); write exp(x - max) / sum recomputing exp (numba, vectorised exp)"),
     "3pass-reload": ("THREE_PASS_RELOAD", "max; store exp(x - max) and sum; scale by 1 / sum (numba, vectorised exp)"),
-    "2pass": ("TWO_PASS", "online max and rescaled sum in one pass, per-lane (Milakov-Gimelshein), then write (numba)"),
+    "2pass": ("TWO_PASS", "online max and rescaled sum in one pass (Milakov-Gimelshein, a block at a time), then write exp / sum (numba)"),
+    "2pass-reload": ("TWO_PASS_RELOAD", "online pass storing exp(x - block max); then rescale each block by exp(block max - max) / sum (numba)"),
     "naive": ("NAIVE", "exp(x) / sum(exp(x)) unshifted, compiled: the negative control (numba)"),
 }
 
@@ -166,7 +172,7 @@ class _Ops:
 
 
 def make_backends(prefix: str = "numba", degrees: Optional[dict] = None, drop_top: bool = False) -> list[Backend]:
-    """The four backends, named ``{prefix}-{algorithm}``, with their exponential's
+    """The five backends, named ``{prefix}-{algorithm}``, with their exponential's
     polynomial degree per working dtype (``degrees``, default
     ``_numba_common.DEGREE``).
 
@@ -182,9 +188,17 @@ def make_backends(prefix: str = "numba", degrees: Optional[dict] = None, drop_to
             softmax=ops.softmax, log_softmax=ops.log_softmax,
             softmax_vjp=ops.softmax_vjp, log_softmax_vjp=ops.log_softmax_vjp,
             cross_entropy=ops.cross_entropy, cross_entropy_fwd_bwd=ops.cross_entropy_fwd_bwd,
-            available=available, threads=_threads, description=description,
+            available=available, threads=_threads, release=_release, description=description,
         ))
     return made
+
+
+def _release() -> None:
+    """Drop the output buffers the kernels keep for reuse (``_numba_common.OUTPUTS``),
+    if the kernels were ever loaded."""
+    kernels = sys.modules.get(f"{__package__}._numba_common")
+    if kernels is not None:
+        kernels.OUTPUTS.release()
 
 
 def _threads() -> int:

@@ -56,6 +56,13 @@ class Backend:
     backend can run on ``device`` or a one-line reason when it cannot, for
     requirements beyond the library and device themselves (a compiler, a
     package). It must be cheap and must not raise.
+
+    ``threads()`` says how many threads the backend computes with, where
+    that is its own setting (a compiled kernel's thread pool).
+    ``release()`` drops memory the backend keeps between calls (a pool of
+    output buffers, as GPU caching allocators keep); the engine calls it
+    before it measures a call's peak memory, so that the figure counts what
+    the call needs, not what an earlier call left behind.
     """
 
     name: str
@@ -70,6 +77,7 @@ class Backend:
     cross_entropy_fwd_bwd: Optional[SoftmaxFn] = None
     parallel: Optional[str] = None
     threads: Optional[Callable[[], int]] = None
+    release: Optional[Callable[[], None]] = None
     available: Optional[AvailabilityFn] = None
     description: str = ""
     origin: str = field(default="", compare=False)
@@ -115,7 +123,7 @@ def validate(backend: Backend) -> None:
         raise BackendError(f"{where}: parallel={backend.parallel!r}; valid: None, {', '.join(PARALLEL)}")
     if not callable(backend.softmax):
         raise BackendError(f"{where}: softmax must be callable (x, axis=-1) -> array")
-    for op in OPS[1:] + ("available", "threads"):
+    for op in OPS[1:] + ("available", "threads", "release"):
         fn = getattr(backend, op)
         if fn is not None and not callable(fn):
             raise BackendError(f"{where}: {op} must be callable or None")

@@ -163,19 +163,24 @@ def peak_method(library: str, device: str) -> str:
     return "rss" if device == "cpu" else "allocator"
 
 
-def peak_memory(adapter: adapters.Adapter, device: str, call: Callable[[], Any]) -> dict[str, Any]:
+def peak_memory(adapter: adapters.Adapter, device: str, call: Callable[[], Any],
+                release: Optional[Callable[[], None]] = None) -> dict[str, Any]:
     """Peak memory of one completed ``call()`` beyond its inputs, by one method for every library.
 
     ``peak_bytes`` (``peak_method``): on a CPU the resident set's high-water
     mark (``rss_peak``), whatever the library, so figures set side by side
     compare; on a GPU the library allocator's peak. Beside it, where the
     library has its own figure, ``peak_library_bytes`` (``peak_library_method``):
-    tracemalloc for NumPy on a CPU. Each is a separate call.
+    tracemalloc for NumPy on a CPU. Each is a separate call, each after
+    ``release()`` (the backend's: memory it keeps between calls, which the
+    call would otherwise reuse unseen).
     """
+    release = release or (lambda: None)
     found: dict[str, Any] = {"peak_bytes": None, "peak_method": peak_method(adapter.library, device),
                              "peak_library_bytes": None, "peak_library_method": None}
     if device != "cpu":
         try:
+            release()
             adapter.reset_peak_memory(device)
             call()
             peak = adapter.peak_memory(device)
@@ -183,7 +188,9 @@ def peak_memory(adapter: adapters.Adapter, device: str, call: Callable[[], Any])
             peak = None
         found["peak_bytes"] = None if peak is None else max(int(peak), 0)
         return found
+    release()
     found["peak_bytes"] = rss_peak(call)
     if adapter.library == "numpy":
+        release()
         found.update(peak_library_bytes=tracemalloc_peak(call), peak_library_method="tracemalloc")
     return found

@@ -194,7 +194,7 @@ def measure(
     # and nothing else: the cold rotation's other inputs are released first.
     inputs.release_all_but_one()
     args = inputs.args[0]
-    peak = peak_memory(adapter, device, lambda: prepared.call(args))
+    peak = peak_memory(adapter, device, lambda: prepared.call(args), workload.backend.release)
     model = workload.byte_model
     moved = model.bytes(rows, vocab, info(dtype).itemsize)
     fields = asdict(timing)

@@ -24,7 +24,7 @@ from helpers import run_console
 
 TESTS = Path(__file__).parent
 PLANTED = (str(TESTS / "plugins" / "numba_short_poly.py"),)
-CORRECT = ("numba-3pass", "numba-3pass-reload", "numba-2pass")
+CORRECT = ("numba-3pass", "numba-3pass-reload", "numba-2pass", "numba-2pass-reload")
 
 numba = pytest.importorskip("numba", reason="numba is not installed")
 
@@ -34,11 +34,11 @@ from softmax_bench.backends import numba_kernels  # noqa: E402
 BACKENDS = {b.name: b for b in numba_kernels.backends}
 
 
-def exp_of(x: np.ndarray, **params) -> np.ndarray:
-    """The kernels' exponential on a 1-D array."""
+def exp_of(x: np.ndarray, shifted: bool = False, **params) -> np.ndarray:
+    """The kernels' exponential on a 1-D array (``shifted``: the one for x <= 0)."""
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
-    kernels.exp_array(x, out, *kernels.exp_params(x.dtype.name, **params))
+    (kernels.exp_shifted_array if shifted else kernels.exp_array)(x, out, *kernels.exp_params(x.dtype.name, **params))
     return out
 
 
@@ -77,17 +77,35 @@ def test_exp_special_values(dtype):
     assert y[7] == 1 and y[8] == 1
 
 
+@pytest.mark.parametrize("shifted", [False, True])
 @pytest.mark.parametrize("dtype, lo, hi", [("float32", -104.0, -87.4), ("float64", -746.0, -708.5)])
-def test_exp_subnormal_results_are_rounded_not_flushed(dtype, lo, hi):
+def test_exp_subnormal_results_are_rounded_not_flushed(dtype, lo, hi, shifted):
     """Below the smallest normal the result is the correctly scaled subnormal
     (within one subnormal spacing of the rounded exact value), then 0."""
     x = np.linspace(lo, hi, 100_001).astype(dtype)
     exact = np.exp(x.astype(np.longdouble)).astype(dtype)
-    y = exp_of(x)
+    y = exp_of(x, shifted)
     step = np.finfo(dtype).smallest_subnormal
     assert (np.abs(y.astype(np.longdouble) - exact.astype(np.longdouble)) <= step).all()
     assert (y[exact > 0] > 0).mean() > 0.999 and (y >= 0).all()
-    assert exp_of(np.array([lo - 1], dtype=dtype))[0] == 0
+    assert exp_of(np.array([lo - 1], dtype=dtype), shifted)[0] == 0
+
+
+@pytest.mark.parametrize("dtype, lo", [("float32", -104.0), ("float64", -746.0)])
+def test_shifted_exp_equals_the_general_one_where_it_applies(dtype, lo):
+    """_exp_shifted (the hot loops' exponential, x <= 0) is _exp bit for bit,
+    subnormals included, and keeps -inf -> 0, NaN -> NaN, exp(0) = 1."""
+    x = np.concatenate([np.linspace(lo, 0.0, 1_000_001), -np.logspace(-30, 2, 10_001)]).astype(dtype)
+    np.testing.assert_array_equal(exp_of(x, shifted=True), exp_of(x))
+    y = exp_of(np.array([-np.inf, np.nan, 0.0, -0.0, -1e30], dtype=dtype), shifted=True)
+    assert y[0] == 0 and np.isnan(y[1]) and y[2] == 1 and y[3] == 1 and y[4] == 0
+
+
+def test_shifted_exp_one_degree_short_is_visibly_worse():
+    """The planted bug reaches the shifted exponential too (it shares the polynomial)."""
+    x = np.linspace(-87.0, 0.0, 200_001).astype(np.float32)
+    exact = np.exp(x.astype(np.longdouble))
+    assert ulp_error(exp_of(x, shifted=True, drop_top=True), exact, np.float32).max() > 10
 
 
 def test_exp_one_degree_short_is_visibly_worse():
@@ -105,7 +123,7 @@ def test_exp_one_degree_short_is_visibly_worse():
 PLANTED_CASES = [("overflow_threshold", "softmax"), ("masked_prefix", "softmax")]
 
 
-@pytest.mark.parametrize("algorithm", ["3pass", "3pass-reload", "2pass"])
+@pytest.mark.parametrize("algorithm", ["3pass", "3pass-reload", "2pass", "2pass-reload"])
 def test_suite_catches_an_exp_one_degree_short_in_float32(algorithm):
     """The same kernels with the polynomial's top term dropped fail the suite,
     and the shipped ones pass the same cases."""
@@ -136,16 +154,20 @@ def reference_softmax(x: np.ndarray) -> np.ndarray:
         return e / e.sum(axis=-1, keepdims=True)
 
 
-@pytest.mark.parametrize("n", [1, 7, 63, 64, 65, 511, 512, 513, 4095, 4096, 4097, 10_000])
+@pytest.mark.parametrize("n", [1, 7, 63, 64, 65, 1023, 1024, 1025, 3000, 4095, 4096, 4097, 10_000])
 @pytest.mark.parametrize("name", CORRECT)
 def test_rows_across_lane_block_and_chunk_edges(name, n):
-    """Lengths around LANES, the online block and CHUNK, with masked entries
-    in some lanes, against a float64 reference."""
+    """Lengths around LANES, the online BLOCK and CHUNK, with masked entries
+    in some lanes and whole masked blocks before and after the max, against a
+    float64 reference."""
     rng = np.random.default_rng(n)
-    x = rng.standard_normal((3, n)) * 4
+    x = rng.standard_normal((4, n)) * 4
     x[0, : n // 2] = -np.inf  # a masked prefix
     x[1, rng.random(n) < 0.3] = -np.inf  # masks scattered across lanes
     x[1, 0] = 1.0
+    x[3] -= 500.0  # every shift far below 0: a rescale from a masked block must not overflow
+    x[3, : min(n - 1, 2 * kernels.BLOCK)] = -np.inf
+    x[3, -1] += 10.0  # the row's max in its last block
     b = BACKENDS[name]
     for dtype, rtol in (("float64", 1e-12), ("float32", 2e-5)):
         xd = x.astype(dtype)
@@ -230,6 +252,74 @@ def test_cross_entropy_rejects_targets_out_of_range(name):
 
 
 # --------------------------------------------------------------------------- import and availability
+
+
+# --------------------------------------------------------------------------- the output pool
+
+
+def outputs_survive(pool: "kernels.OutputPool") -> list[str]:
+    """What goes wrong when outputs of 1 MiB come from ``pool`` and the caller
+    holds some of them (whole or a view) across later calls: [] when nothing."""
+    name = BACKENDS["numba-2pass-reload"]
+    x = np.random.default_rng(0).standard_normal((4, 65536)).astype(np.float32)
+    problems = []
+    kept = name.softmax(x)
+    row = name.softmax(x)[2]  # only a view of the second output is held
+    expected_kept, expected_row = kept.copy(), row.copy()
+    for _ in range(4):
+        name.softmax(-x)  # outputs dropped at once: their memory may be reused
+    if not np.array_equal(kept, expected_kept):
+        problems.append("a held output was overwritten")
+    if not np.array_equal(row, expected_row):
+        problems.append("a held view's memory was overwritten")
+    return problems
+
+
+def test_pooled_outputs_are_reused_only_when_nothing_refers_to_them(monkeypatch):
+    """The pool reuses a dropped output's memory, never one the caller still
+    holds (through a view either); a pool that ignores the references fails
+    the same check (the negative control)."""
+    monkeypatch.setattr(kernels, "POOL_MIN_BYTES", 0)
+    pool = kernels.OutputPool()
+    monkeypatch.setattr(kernels, "OUTPUTS", pool)
+    assert outputs_survive(pool) == []
+    BACKENDS["numba-2pass-reload"].release()
+    assert pool._free == []
+    x = np.ones((4, 65536), np.float32)
+    first = BACKENDS["numba-2pass-reload"].softmax(x).ctypes.data
+    assert BACKENDS["numba-2pass-reload"].softmax(x).ctypes.data == first  # dropped, then reused
+
+    class ReusesAlways(kernels.OutputPool):
+        """A pool that hands out one buffer whatever refers to it."""
+
+        def empty_like(self, a):
+            if not self._free:
+                self._free.append(kernels.output_like(a))
+            return self._free[0]
+
+    careless = ReusesAlways()
+    monkeypatch.setattr(kernels, "OUTPUTS", careless)
+    assert outputs_survive(careless) == ["a held output was overwritten", "a held view's memory was overwritten"]
+
+
+def test_peak_memory_counts_a_pooled_output(monkeypatch):
+    """The engine empties the pool (Backend.release) before it measures peak
+    memory: the figure includes the output, as for a backend that allocates
+    each time. Without the release, the output's reused memory goes
+    uncounted (the negative control)."""
+    from softmax_bench import timer, timing
+
+    monkeypatch.setattr(kernels, "POOL_MIN_BYTES", 0)
+    budget = timer.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.001, repeats=3, min_repeats=3, max_s=0.05)
+    nbytes = 64 * 8192 * 4
+
+    def peak():
+        result = timing.measure("numba-2pass-reload", "cpu", "float32", 64, 8192, "warm", budget, with_copy=False)
+        return result["peak_library_bytes"]
+
+    assert peak() >= nbytes
+    monkeypatch.setattr(kernels.OutputPool, "release", lambda self: None)
+    assert peak() < nbytes / 2
 
 
 def test_listing_does_not_import_numba():
