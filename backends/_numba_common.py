@@ -591,8 +591,9 @@ _online_store_plain = _online_of(store=True, counted=False)
 def _rescale_blocks(out, shifts, shift, d, dloss, K, poly):
     """out *= dloss * exp(shifts[b] - shift) / d, block by block: the second
     pass of the two-pass reloading softmax (the factor rounds once, from a
-    division; each element then takes one product)."""
-    for b in range(shifts.size):
+    division; each element then takes one product). Last block first: the
+    blocks the first pass wrote last are the ones still in L2."""
+    for b in range(shifts.size - 1, -1, -1):
         ob = out[b * BLOCK:(b + 1) * BLOCK]
         f = dloss * (_exp_shifted(shifts[b] - shift, K, poly) / d)
         for j in range(ob.size):
@@ -787,6 +788,9 @@ def _drive(op, algo, a, b, target, dloss, ignore_index, out, loss, limits, K, po
                                          out[i], limits, K, poly)
 
 
+ALIGN_MIN_BYTES = 64 * 1024
+
+
 def output_like(a: np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
     """An uninitialised C-contiguous array like ``a`` whose data starts half a
     page from ``a``'s (modulo 4096 bytes), in ``raw`` (bytes, a page longer
@@ -798,8 +802,11 @@ def output_like(a: np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
     of the input modulo 4096, every kernel here ran 15-18% slower, and where
     NumPy's allocator puts a fresh array varies from process to process.
     Half a page apart is as far from that as two streams can be. Costs one
-    page of padding.
+    page of padding, and about 3 µs (two address lookups): below ALIGN_MIN_BYTES,
+    where that is more than the aliasing could cost, a plain np.empty_like.
     """
+    if raw is None and a.nbytes < ALIGN_MIN_BYTES:
+        return np.empty_like(a)
     if raw is None:
         raw = np.empty(a.nbytes + 4096, np.uint8)
     start = (a.ctypes.data + 2048 - raw.ctypes.data) % 4096
