@@ -838,14 +838,16 @@ class OutputPool:
 
     A caching allocator, as PyTorch's and CuPy's are on GPUs: an array the
     caller still holds (or any view of it) is never handed out again; when
-    the last reference goes, its buffer is kept (``keep`` of them at most)
+    the last reference goes, its buffer is kept (``keep`` of them and
+    ``max_bytes`` at most: the memory an idle process holds for nothing)
     for the next output of the same size. ``release()`` drops what is kept
     (the engine calls it through ``Backend.release`` before it measures
     peak memory, so the figure counts the output's memory).
     """
 
-    def __init__(self, keep: int = 2):
+    def __init__(self, keep: int = 2, max_bytes: int = 2**30):
         self.keep = keep
+        self.max_bytes = max_bytes
         self._free: list[np.ndarray] = []
         self._lock = threading.RLock()
 
@@ -860,12 +862,12 @@ class OutputPool:
         if raw is None:
             raw = np.empty(a.nbytes + 4096, np.uint8)
         owner = _Owner(output_like(a, raw), raw)
-        weakref.finalize(owner, self._give_back, raw)
+        weakref.finalize(owner, self._give_back, raw).atexit = False  # nothing to give back at exit
         return np.asarray(owner)
 
     def _give_back(self, raw: np.ndarray) -> None:
         with self._lock:
-            if len(self._free) < self.keep:
+            if len(self._free) < self.keep and sum(r.nbytes for r in self._free) + raw.nbytes <= self.max_bytes:
                 self._free.append(raw)
 
     def release(self) -> None:

@@ -240,7 +240,10 @@ def _grid_figures(records: Sequence[dict[str, Any]], styles: dict[str, dict[str,
                         c = ceiling(r) if ceiling else None
                         if c is not None:
                             best[r["vocab"]] = max(best.get(r["vocab"], 0.0), c)
-                    if best:
+                    if len(best) == 1:  # one size: a line needs two points, so a short bar across it
+                        (v, c), = best.items()
+                        ax.hlines(c, x[v] - 0.3, x[v] + 0.3, color="black", linewidth=2.0, alpha=0.6)
+                    elif best:
                         ax.plot([x[v] for v in sorted(best)], [best[v] for v in sorted(best)], color="black",
                                 linewidth=2.0, alpha=0.6, label="fastest copy (ceiling)")
                     _log_y(ax, plotted + list(best.values()))
