@@ -74,7 +74,7 @@ LANES = 64
 # and of the output (4 KiB each in float32) stays in L1 between the block's
 # max loop and its exp loop, so memory sees one read of the row. The running
 # sum is rescaled once per block (one scalar exp per BLOCK elements). 1024
-# measured best here (512: per-block overhead; 2048 and 4096: L1 misses).
+# measured best here (512, 2048 and 4096 were slower on the AMD EPYC VM).
 BLOCK = 1024
 # Elements per chunk of a lane sum: each chunk is summed in its own lanes and
 # then added to the running totals (a two-level sum; see _lane_sum_of).
