@@ -265,6 +265,15 @@ def _fma(typingctx, a, b, c):
 
 
 @_jit()
+def _horner(c, r):
+    """The polynomial with coefficients ``c`` (lowest first) at r, highest coefficient first."""
+    p = c[-1]
+    for i in range(len(c) - 2, -1, -1):
+        p = p * r + c[i]
+    return p
+
+
+@_jit()
 def _exp(x, K, poly):
     """e^x in x's dtype, about 1 ULP; exact 0 below the subnormals, inf above the
     overflow threshold, 0 at -inf, inf at +inf, NaN at NaN.
@@ -278,11 +287,7 @@ def _exp(x, K, poly):
     n = t - K.magic
     r = xc - n * K.ln2_hi  # exact: n ln2_hi has spare low bits
     r = r - n * K.ln2_lo
-    c = poly[0]
-    p = c[-1]  # Horner, highest coefficient first
-    for i in range(len(c) - 2, -1, -1):
-        p = p * r + c[i]
-    return _scale(p, t)
+    return _scale(_horner(poly[0], r), t)
 
 
 @_jit()
@@ -305,11 +310,7 @@ def _exp_shifted(x, K, poly):
     n = t - K.magic_shifted
     r = xc - n * K.ln2_hi
     r = r - n * K.ln2_lo
-    c = poly[1]
-    p = c[-1]
-    for i in range(len(c) - 2, -1, -1):
-        p = p * r + c[i]
-    return p * _pow2_shifted(t)
+    return _horner(poly[1], r) * _pow2_shifted(t)
 
 
 @_jit()
@@ -526,6 +527,26 @@ _sum_products = _lane_sum_of(_product_term, compensated=True)
 _sum_plain = _lane_sum_of(_plain_term, compensated=True)
 
 
+@_jit()
+def _store_exps(xb, ob, shift, counted, K, poly):
+    """ob = exp(xb - shift), returning (count, rest) of its sum, summed back
+    while ``ob`` is in L1. A plain loop writes, a lane sum reads back: storing
+    from inside the lane loop costs about 40% more (LLVM cannot rule out ob
+    aliasing xb there)."""
+    for j in range(xb.size):
+        ob[j] = _exp_shifted(xb[j] - shift, K, poly)
+    no_limits = (K.inf, K.zero)
+    if counted:
+        return _sum_values(ob, ob, K.zero, ob, no_limits, K, poly)
+    return _sum_values_plain(ob, ob, K.zero, ob, no_limits, K, poly)
+
+
+@_jit()
+def _block_count(n):
+    """The blocks of BLOCK elements (the last one short) a row of n spans."""
+    return (n + BLOCK - 1) // BLOCK
+
+
 def _online_of(store, counted):
     """A compiled ``online(x, out, shifts, K, poly) -> (shift, count, rest)``:
     a row's shift and sum in one pass over memory, the online softmax.
@@ -551,18 +572,12 @@ def _online_of(store, counted):
         """(shift, count, rest) of the row (see _online_of)."""
         top, c, rest = -K.inf, K.zero, K.zero
         no_limits = (K.inf, K.zero)
-        for b in range((x.size + BLOCK - 1) // BLOCK):
+        for b in range(_block_count(x.size)):
             xb = x[b * BLOCK:(b + 1) * BLOCK]
             m = _row_max(xb, K)
             shift = _shift_of(m, K)
             if store:
-                ob = out[b * BLOCK:(b + 1) * BLOCK]
-                for j in range(xb.size):
-                    ob[j] = _exp_shifted(xb[j] - shift, K, poly)
-                if counted:
-                    cb, rb = _sum_values(ob, ob, K.zero, ob, no_limits, K, poly)
-                else:
-                    cb, rb = _sum_values_plain(ob, ob, K.zero, ob, no_limits, K, poly)
+                cb, rb = _store_exps(xb, out[b * BLOCK:(b + 1) * BLOCK], shift, counted, K, poly)
                 shifts[b] = shift
             elif counted:
                 cb, rb = _sum_exp(xb, xb, shift, xb, no_limits, K, poly)
@@ -605,19 +620,11 @@ def _store_exp_and_sum(x, shift, out, counted, K, poly):
     """out = exp(x - shift), returning (count, rest) of its sum: the reloading
     pass (``counted``: the terms exactly 1 counted apart, see _lane_sum_of).
 
-    Chunk by chunk: a plain loop writes the exps, then the chunk is summed
-    back while it is in L1. Storing from inside the lane loop instead costs
-    about 40% more (LLVM cannot rule out out aliasing x there).
+    Chunk by chunk (_store_exps), so each chunk is summed back while in L1.
     """
     c, rest = K.zero, K.zero
     for start in range(0, x.size, CHUNK):
-        xc, oc = x[start:start + CHUNK], out[start:start + CHUNK]
-        for j in range(xc.size):
-            oc[j] = _exp_shifted(xc[j] - shift, K, poly)
-        if counted:
-            cc, rr = _sum_values(oc, oc, K.zero, oc, (K.inf, K.zero), K, poly)
-        else:
-            cc, rr = _sum_values_plain(oc, oc, K.zero, oc, (K.inf, K.zero), K, poly)
+        cc, rr = _store_exps(x[start:start + CHUNK], out[start:start + CHUNK], shift, counted, K, poly)
         c += cc
         rest += rr
     return c, rest
@@ -660,7 +667,7 @@ def _softmax_row(algo, x, out, limits, K, poly):
     """out = softmax(x): the shift and sum, then one write pass (or, reloading,
     a rescale of the exps that the sum pass stored)."""
     if algo == TWO_PASS_RELOAD:
-        shifts = np.empty((x.size + BLOCK - 1) // BLOCK, x.dtype)
+        shifts = np.empty(_block_count(x.size), x.dtype)
         shift, c, rest = _online_store_plain(x, out, shifts, K, poly)
         _rescale_blocks(out, shifts, shift, c + rest, K.one, K, poly)
         return
@@ -728,7 +735,7 @@ def _cross_entropy_row(algo, grad, x, target, dloss, ignore_index, out, limits, 
         if grad:
             out[:] = K.zero
         return K.zero
-    shifts = np.empty((x.size + BLOCK - 1) // BLOCK if grad and algo == TWO_PASS_RELOAD else 0, x.dtype)
+    shifts = np.empty(_block_count(x.size) if grad and algo == TWO_PASS_RELOAD else 0, x.dtype)
     if grad and algo == TWO_PASS_RELOAD:
         shift, c, rest = _online_store(x, out, shifts, K, poly)
     elif grad and algo == THREE_PASS_RELOAD:

@@ -54,6 +54,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from . import adapters, registry
+from .timer import DEFAULT_BUDGET
 from .backend import IGNORE_INDEX
 from .errors import describe_exception
 from .isolation import BackendFailure, _death_reason, _failure_from, _limit_memory
@@ -868,20 +869,6 @@ def run_sharded(
 # --------------------------------------------------------------------------- timing
 
 
-@dataclass(frozen=True)
-class ShardedBudget:
-    """How long one sharded measurement may take; the fields of ``timer.Budget`` (either may be passed)."""
-
-    warmup_s: float = 0.2
-    warmup_calls: int = 3
-    min_sample_s: float = 0.01
-    repeats: int = 15
-    min_repeats: int = 5
-    max_s: float = 2.0
-
-
-DEFAULT_BUDGET = ShardedBudget()
-QUICK_BUDGET = ShardedBudget(warmup_s=0.05, warmup_calls=2, min_sample_s=0.002, repeats=7, min_repeats=3, max_s=0.3)
 MAX_INNER = 10**6
 MAX_WARMUP_CALLS = 10**4
 
@@ -1100,8 +1087,8 @@ def time_sharded(
     device). Then warm-up, calibration of ``inner``, and samples, each a
     barrier, ``inner`` calls and the device's completion, timed by every rank
     on its own clock and all-reduced with MAX: a sample is as slow as the
-    slowest rank. ``budget`` is a ``ShardedBudget`` or anything with the same
-    fields (``timer.Budget``). With ``measure_comm`` the same collectives
+    slowest rank. ``budget`` is a ``timer.Budget`` (or anything with its
+    fields). With ``measure_comm`` the same collectives
     (same shapes, dtypes and reduce ops, no compute) are timed alone.
 
     Returns median_s, iqr_s, repeats, inner, first_call_s (each the slowest

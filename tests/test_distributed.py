@@ -36,6 +36,7 @@ from softmax_bench.backends._numpy_common import log_softmax_vjp as ms_log_softm
 from softmax_bench.backends._numpy_common import softmax_vjp as ms_softmax_vjp  # noqa: E402
 from softmax_bench.isolation import BackendFailure  # noqa: E402
 from softmax_bench.registry import import_plugin_file  # noqa: E402
+from softmax_bench.timer import QUICK_BUDGET  # noqa: E402
 
 from helpers import plugin  # noqa: E402
 
@@ -491,7 +492,7 @@ def test_time_sharded_counts_collectives_and_bytes(groups):
     for backend in BACKENDS:
         for pass_ in ("fwd", "full"):
             results[backend, pass_] = d.time_sharded(backend, (), "cpu", "float32", "cross_entropy", pass_, rows,
-                                                     vocab, 2, d.QUICK_BUDGET, group=g)
+                                                     vocab, 2, QUICK_BUDGET, group=g)
     mega, fused = results[BACKENDS[0], "fwd"], results[BACKENDS[1], "fwd"]
     for r in results.values():
         assert r["median_s"] > 0 and r["world_size"] == 2 and r["shards"] == [2048, 2048]
@@ -502,9 +503,9 @@ def test_time_sharded_counts_collectives_and_bytes(groups):
     assert mega["comm_bytes"] == fused["comm_bytes"] == rows * 4 * 4  # 4 float32 per row either way
     # The backward of the fused forward-backward needs no collective.
     assert results[BACKENDS[0], "full"]["collectives"] == 3 and results[BACKENDS[1], "full"]["collectives"] == 2
-    bwd = d.time_sharded(BACKENDS[0], (), "cpu", "float32", "softmax", "bwd", rows, vocab, 2, d.QUICK_BUDGET, group=g)
+    bwd = d.time_sharded(BACKENDS[0], (), "cpu", "float32", "softmax", "bwd", rows, vocab, 2, QUICK_BUDGET, group=g)
     assert bwd["collectives"] == 1 and bwd["comm_bytes"] == rows * 4  # sum(dy * y)
-    sm = d.time_sharded(BACKENDS[0], (), "cpu", "bfloat16", "softmax", "fwd", rows, vocab, 2, d.QUICK_BUDGET, group=g)
+    sm = d.time_sharded(BACKENDS[0], (), "cpu", "bfloat16", "softmax", "fwd", rows, vocab, 2, QUICK_BUDGET, group=g)
     assert sm["collectives"] == 2 and sm["comm_bytes"] == rows * 4 * 3  # half precision reduces in float32
 
 
@@ -515,12 +516,13 @@ TORCHRUN_SCRIPT = """
 import json, sys
 import numpy as np
 from softmax_bench import distributed as d
+from softmax_bench.timer import QUICK_BUDGET
 
 x = np.tile(np.arange(8.0), (16, 16))
 loss = d.run_sharded("vocab-parallel-fused", (), "cpu", "float32", "cross_entropy",
                      {"x": x, "target": np.arange(0, 32, 2)}, 2, 60)
 timing = d.time_sharded("vocab-parallel-megatron", (), "cpu", "float32", "cross_entropy", "fwd", 4, 1024, 2,
-                        d.QUICK_BUDGET, measure_comm=False)
+                        QUICK_BUDGET, measure_comm=False)
 if d.writes_results():
     with open(sys.argv[1] + d.results_suffix() + ".json", "w") as f:
         json.dump({"loss": loss.tolist(), "collectives": timing["collectives"], "world_size": timing["world_size"],
