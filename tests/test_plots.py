@@ -150,3 +150,22 @@ def test_peak_memory_is_plotted_for_cross_entropy_full_passes_only(figures):
     assert set(drawn) == {"torch-fused", "fused-ce"}
     assert list(drawn["fused-ce"]) == pytest.approx([(8 * 32000 * 2 + 65536) / 2**20, (8 * 128256 * 2 + 65536) / 2**20])
     assert len(_marks(ax, "x")) == 1, "fused-ce failed at 256000"
+
+
+def test_a_panel_of_one_size_draws_its_copy_ceiling():
+    """A line needs two sizes: the 64-row panel of the two-pass study (one size, 256000) shows its
+    ceiling as a short bar; without the copy figure there is no bar (the negative control)."""
+    from matplotlib.collections import LineCollection
+
+    records = merge(load_runs([ROOT / "results" / "two-pass-study-threads1-a.json"]), warn=lambda message: None)
+
+    def bars(records) -> int:
+        (drawn,) = plots.bandwidth_figures(records, plots.backend_styles(records))
+        try:
+            one_size = drawn.fig.axes[2]  # top row, third panel: 64 rows
+            return sum(isinstance(c, LineCollection) for c in one_size.collections)
+        finally:
+            plots._pyplot().close(drawn.fig)
+
+    assert bars(records) == 1
+    assert bars([{**r, "device_copy_gbps": None} for r in records]) == 0
