@@ -21,8 +21,11 @@ kernel runs, so listing backends never pays for numba. Read it top to bottom:
 3. **Per-row algorithms**: how each algorithm obtains the shift and the sum of
    a row (three-pass, three-pass reloading, two-pass online, two-pass
    reloading, naive), and the write passes.
-4. **The row driver** ``_drive``: the one ``prange`` over rows, dispatching on
-   the operation and the algorithm once per row.
+4. **The row driver** ``_drive_threads``: the one ``prange`` over rows,
+   dispatching on the operation and the algorithm once per row (and
+   ``_drive_serial``, the same on one thread, for small inputs), entered
+   through ``_drive_shipped``, which has the exponential's constants
+   compiled in.
 
 Everything takes C-contiguous (rows, n) arrays of float32 or float64 (the
 caller makes them), so each entry point compiles twice at most; ``cache=True``
@@ -45,7 +48,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
 
 # Only "contract" (fuse a*b + c into one FMA, which rounds once instead of
@@ -386,10 +389,12 @@ def _row_max(x, K):
             lanes[k] = _max_of(lanes[k], x[j + k])
     for j in range(full, x.size):
         lanes[j - full] = _max_of(lanes[j - full], x[j])
-    m = lanes[0]
-    for k in range(1, LANES):
-        m = _max_of(m, lanes[k])
-    return m
+    width = LANES // 2  # merged pairwise, as _pairwise_sum: a few vector maxima, not LANES - 1 dependent ones
+    while width > 0:
+        for k in range(width):
+            lanes[k] = _max_of(lanes[k], lanes[k + width])
+        width //= 2
+    return lanes[0]
 
 
 # The terms of the sums: (value, whether it is exactly exp(0) at the max, the
@@ -769,30 +774,76 @@ def _cross_entropy_row(algo, grad, x, target, dloss, ignore_index, out, limits, 
 # --------------------------------------------------------------------------- the row driver
 
 
+@_jit()
+def _drive_row(i, op, algo, a, b, target, dloss, ignore_index, out, loss, limits, K, poly):
+    """Row ``i`` of every kernel: ``op`` with ``algo`` (see _drive_threads)."""
+    if op == SOFTMAX:
+        _softmax_row(algo, a[i], out[i], limits, K, poly)
+    elif op == LOG_SOFTMAX:
+        _log_softmax_row(algo, a[i], out[i], limits, K, poly)
+    elif op == SOFTMAX_VJP:
+        _softmax_vjp_row(a[i], b[i], out[i], K, poly)
+    elif op == LOG_SOFTMAX_VJP:
+        _log_softmax_vjp_row(a[i], b[i], out[i], K, poly)
+    else:
+        loss[i] = _cross_entropy_row(algo, op == CROSS_ENTROPY_GRAD, a[i], target[i], dloss[i], ignore_index,
+                                     out[i], limits, K, poly)
+
+
 @_jit(parallel=True, cache=True)
-def _drive(op, algo, a, b, target, dloss, ignore_index, out, loss, limits, K, poly_unshifted, poly_shifted):
+def _drive_threads(op, algo, a, b, target, dloss, ignore_index, out, loss, limits, K, poly_unshifted, poly_shifted):
     """Every kernel: one prange over the rows of a (rows, n) array, one op each.
 
     ``a`` is x (or y for the VJPs), ``b`` dy, ``target``/``dloss``/``loss``
     the cross-entropy's per-row arrays; operations that do not use one get a
     placeholder of the same type, so each dtype compiles this function once.
-    numba gives each thread a contiguous range of rows. The two polynomials
-    arrive apart (a parallel region takes flat tuples only) and are paired
-    per row (ExpParams.poly).
+    ``limits`` (an array: the naive exp's overflow and underflow) becomes a
+    tuple here, once, so that no hot loop reloads it from memory. numba
+    gives each thread a contiguous range of rows. The two polynomials arrive
+    apart (a parallel region takes flat tuples only) and are paired per row
+    (ExpParams.poly).
     """
     for i in prange(a.shape[0]):
-        poly = (poly_unshifted, poly_shifted)
-        if op == SOFTMAX:
-            _softmax_row(algo, a[i], out[i], limits, K, poly)
-        elif op == LOG_SOFTMAX:
-            _log_softmax_row(algo, a[i], out[i], limits, K, poly)
-        elif op == SOFTMAX_VJP:
-            _softmax_vjp_row(a[i], b[i], out[i], K, poly)
-        elif op == LOG_SOFTMAX_VJP:
-            _log_softmax_vjp_row(a[i], b[i], out[i], K, poly)
-        else:
-            loss[i] = _cross_entropy_row(algo, op == CROSS_ENTROPY_GRAD, a[i], target[i], dloss[i], ignore_index,
-                                         out[i], limits, K, poly)
+        _drive_row(i, op, algo, a, b, target, dloss, ignore_index, out, loss, (limits[0], limits[1]), K,
+                   (poly_unshifted, poly_shifted))
+
+
+@_jit(cache=True)
+def _drive_serial(op, algo, a, b, target, dloss, ignore_index, out, loss, limits, K, poly_unshifted, poly_shifted):
+    """_drive_threads on the calling thread alone: for one row, or too little
+    work to pay for starting the threads (see PARALLEL_MIN_ELEMENTS)."""
+    for i in range(a.shape[0]):
+        _drive_row(i, op, algo, a, b, target, dloss, ignore_index, out, loss, (limits[0], limits[1]), K,
+                   (poly_unshifted, poly_shifted))
+
+
+def _shipped_exp(a):
+    """(constants, polynomial, shifted polynomial) of the shipped exponential in
+    a's dtype, as compile-time constants (see _drive_shipped)."""
+    raise NotImplementedError("only callable from compiled code")
+
+
+@overload(_shipped_exp, jit_options={"cache": True})
+def _shipped_exp_typed(a):
+    params = exp_params(str(a.dtype))
+    constants, poly_unshifted, poly_shifted = params.constants, *params.poly
+    return lambda a: (constants, poly_unshifted, poly_shifted)
+
+
+@_jit(cache=True)
+def _drive_shipped(threads, op, algo, a, b, target, dloss, ignore_index, out, loss, limits):
+    """The row driver with the shipped exponential built in (``threads``: on
+    all threads or on the caller's).
+
+    What every backend call goes through. Its arguments are arrays and
+    integers only: numba's dispatcher types a tuple argument in Python, about
+    a microsecond each, and the exponential's constants are three of them.
+    """
+    K, poly_unshifted, poly_shifted = _shipped_exp(a)
+    if threads:
+        _drive_threads(op, algo, a, b, target, dloss, ignore_index, out, loss, limits, K, poly_unshifted, poly_shifted)
+    else:
+        _drive_serial(op, algo, a, b, target, dloss, ignore_index, out, loss, limits, K, poly_unshifted, poly_shifted)
 
 
 ALIGN_MIN_BYTES = 64 * 1024
@@ -809,15 +860,20 @@ def output_like(a: np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
     of the input modulo 4096, every kernel here ran 15-18% slower, and where
     NumPy's allocator puts a fresh array varies from process to process.
     Half a page apart is as far from that as two streams can be. Costs one
-    page of padding, and about 3 µs (two address lookups): below ALIGN_MIN_BYTES,
-    where that is more than the aliasing could cost, a plain np.empty_like.
+    page of padding and under a microsecond (the addresses are read in
+    compiled code: from Python, ``ndarray.ctypes.data`` alone takes one);
+    below ALIGN_MIN_BYTES, a plain np.empty_like.
     """
     if raw is None and a.nbytes < ALIGN_MIN_BYTES:
         return np.empty_like(a)
-    if raw is None:
-        raw = np.empty(a.nbytes + 4096, np.uint8)
+    return _half_page_apart(a, np.empty(a.nbytes + 4096, np.uint8) if raw is None else raw)
+
+
+@_jit(cache=True)
+def _half_page_apart(a, raw):
+    """The view of ``raw`` that output_like returns."""
     start = (a.ctypes.data + 2048 - raw.ctypes.data) % 4096
-    return raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    return raw[start:start + a.size * a.itemsize].view(a.dtype).reshape(a.shape)
 
 
 # Outputs at least this large come from OUTPUTS, the pool: below it glibc's
@@ -886,30 +942,38 @@ class OutputPool:
 OUTPUTS = OutputPool()
 
 
+# Below this many elements, or for a single row, the kernels run on the
+# calling thread: starting numba's threads costs about 2 µs, which the second
+# thread earns back only on a few thousand elements of its own.
+PARALLEL_MIN_ELEMENTS = 16384
+
+
 def drive(op, algo, a, b=None, target=None, dloss=None, ignore_index=-100, out=None, limits=None, params=None):
     """Run ``op`` with ``algo`` over the rows of ``a`` (C-contiguous, float32 or float64).
 
     Returns ``out`` (allocated when not given) and, for the cross-entropy
     ops, ``(loss, out)``. ``target`` (int64) and ``dloss`` are per row;
     ``limits`` are the naive exp's (overflow, underflow) thresholds of the
-    input dtype; ``params`` an ``ExpParams`` (the shipped exponential by
-    default).
+    input dtype; ``params`` an ``ExpParams``, for another exponential than
+    the shipped one (the shipped one is compiled in; see _drive_shipped).
     """
-    params = params or exp_params(a.dtype.name)
     no_target, no_values, no_limits = _placeholders(a.dtype)
     out = OUTPUTS.empty_like(a) if out is None else out
-    ce = op in (CROSS_ENTROPY, CROSS_ENTROPY_GRAD)
+    ce = op == CROSS_ENTROPY or op == CROSS_ENTROPY_GRAD
     loss = np.empty(a.shape[0], a.dtype) if ce else no_values
-    _drive(op, algo, a, a if b is None else b,
-           no_target if target is None else target,
-           no_values if dloss is None else dloss,
-           np.int64(ignore_index), out, loss,
-           no_limits if limits is None else tuple(a.dtype.type(v) for v in limits), params.constants, *params.poly)
+    threads = a.shape[0] > 1 and a.size >= PARALLEL_MIN_ELEMENTS
+    args = (op, algo, a, a if b is None else b, no_target if target is None else target,
+            no_values if dloss is None else dloss, ignore_index, out, loss,
+            no_limits if limits is None else np.array(limits, a.dtype))
+    if params is None:
+        _drive_shipped(threads, *args)
+    else:
+        (_drive_threads if threads else _drive_serial)(*args, params.constants, *params.poly)
     return (loss, out) if ce else out
 
 
 @lru_cache(maxsize=None)
 def _placeholders(dtype: np.dtype):
     """What drive passes for arguments an operation does not use (never written):
-    an empty target array, an empty value array, and the limits (inf, 0)."""
-    return np.zeros(0, np.int64), np.zeros(0, dtype), (dtype.type(np.inf), dtype.type(0.0))
+    an empty target array, an empty value array, and the limits [inf, 0]."""
+    return np.zeros(0, np.int64), np.zeros(0, dtype), np.array([np.inf, 0.0], dtype)

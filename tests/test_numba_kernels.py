@@ -186,6 +186,63 @@ def test_all_masked_row_is_nan_and_other_rows_unharmed(name):
     np.testing.assert_allclose(y[1], reference_softmax(x[1:].astype(np.float64))[0], rtol=2e-5, atol=1e-38)
 
 
+# --------------------------------------------------------------------------- the driver
+
+
+def each_op(params=None) -> list[np.ndarray]:
+    """Every op of every algorithm through ``kernels.drive`` on rows of 1000
+    (one thread) and 8 x 5000 (all threads), with ``params`` (None: the
+    exponential compiled into the driver)."""
+    rng = np.random.default_rng(1)
+    outs = []
+    for rows, n in ((3, 1000), (8, 5000)):
+        x = rng.standard_normal((rows, n)).astype(np.float32) * 6
+        dy = rng.standard_normal((rows, n)).astype(np.float32)
+        target, dloss = rng.integers(0, n, rows), np.ones(rows, np.float32)
+        for algo in range(5):
+            outs.append(kernels.drive(kernels.SOFTMAX, algo, x, params=params))
+            outs.append(kernels.drive(kernels.LOG_SOFTMAX, algo, x, params=params))
+            outs.append(kernels.drive(kernels.SOFTMAX_VJP, algo, outs[-2], b=dy, params=params))
+            outs.extend(kernels.drive(kernels.CROSS_ENTROPY_GRAD, algo, x, target=target, dloss=dloss, params=params))
+    return outs
+
+
+def test_compiled_in_exponential_is_the_shipped_one():
+    """The driver every backend call goes through has the exponential's
+    constants compiled in (_drive_shipped); its results are bit for bit
+    those of the driver given exp_params() at run time. The same comparison
+    tells a polynomial one degree short apart (the negative control)."""
+    shipped = each_op()
+    given = each_op(kernels.exp_params("float32"))
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(shipped, given, strict=True))
+    short = each_op(kernels.exp_params("float32", drop_top=True))
+    assert not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(shipped, short, strict=True))
+
+
+def test_one_thread_and_all_threads_agree(monkeypatch):
+    """Small inputs run on the calling thread (_drive_serial), larger ones on
+    all threads (_drive_threads): the same rows give the same bits either way."""
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_ELEMENTS", 0)
+    threaded = each_op()
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_ELEMENTS", 2**62)
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(threaded, each_op(), strict=True))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_outputs_start_half_a_page_from_their_inputs(dtype):
+    """From ALIGN_MIN_BYTES up, an output's data starts 2048 bytes from its
+    input's, modulo 4096 (no 4K aliasing between the two streams), whatever
+    the input's own offset, and it is an ordinary writable array."""
+    raw = np.zeros(kernels.ALIGN_MIN_BYTES * 2 + 64, np.uint8)
+    itemsize = np.dtype(dtype).itemsize
+    for offset in (0, itemsize, 64, 2048, 4096 - itemsize):
+        a = raw[offset:offset + kernels.ALIGN_MIN_BYTES].view(dtype).reshape(8, -1)
+        out = kernels.output_like(a)
+        assert (out.ctypes.data - a.ctypes.data) % 4096 == 2048, offset
+        assert out.shape == a.shape and out.dtype == a.dtype and out.flags.c_contiguous and out.flags.writeable
+        out[:] = 1.0
+
+
 # --------------------------------------------------------------------------- cross-entropy
 
 
