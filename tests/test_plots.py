@@ -160,7 +160,8 @@ def test_a_panel_of_one_size_draws_its_copy_ceiling():
     records = merge(load_runs([ROOT / "results" / "two-pass-study-threads1-a.json"]), warn=lambda message: None)
 
     def bars(records) -> int:
-        (drawn,) = plots.bandwidth_figures(records, plots.backend_styles(records))
+        with plots._pyplot().rc_context({"figure.max_open_warning": 0}):  # the module's fixture holds 20 open
+            (drawn,) = plots.bandwidth_figures(records, plots.backend_styles(records))
         try:
             one_size = drawn.fig.axes[2]  # top row, third panel: 64 rows
             return sum(isinstance(c, LineCollection) for c in one_size.collections)
