@@ -76,8 +76,12 @@ LANES = 64
 # Elements per block of the one-pass (online) reductions: a block of the row
 # and of the output (4 KiB each in float32) stays in L1 between the block's
 # max loop and its exp loop, so memory sees one read of the row. The running
-# sum is rescaled once per block (one scalar exp per BLOCK elements). 1024
-# measured best here (512, 2048 and 4096 were slower on the AMD EPYC VM).
+# sum is rescaled once per block (one scalar exp per BLOCK elements). A
+# trade, measured on the AMD EPYC VM: longer blocks pay the per-block work
+# (lane set-up and merges, the rescale) less often, shorter ones read memory
+# in smaller bursts between exp loops. Against 1024, 2048 was 10-15% faster
+# with the rows in cache (1 x 32000, 4 x 256000 repeated) but 3-8% slower at
+# 8 x 128256 cold; 4096 was 10-17% slower out of cache; 512 was slower.
 BLOCK = 1024
 # Elements per chunk of a lane sum: each chunk is summed in its own lanes and
 # then added to the running totals (a two-level sum; see _lane_sum_of).
