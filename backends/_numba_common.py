@@ -829,6 +829,9 @@ def _shipped_exp(a):
 
 @overload(_shipped_exp, jit_options={"cache": True})
 def _shipped_exp_typed(a):
+    """_shipped_exp for a's array type: exp_params is read here, once, when
+    numba compiles the caller; its values end up in the machine code (and
+    with it in numba's on-disk cache, which a change to this file voids)."""
     params = exp_params(str(a.dtype))
     constants, poly_unshifted, poly_shifted = params.constants, *params.poly
     return lambda a: (constants, poly_unshifted, poly_shifted)
