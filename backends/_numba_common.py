@@ -815,7 +815,12 @@ def _drive_threads(op, algo, a, b, target, dloss, ignore_index, out, loss, limit
 @_jit(cache=True)
 def _drive_serial(op, algo, a, b, target, dloss, ignore_index, out, loss, limits, K, poly_unshifted, poly_shifted):
     """_drive_threads on the calling thread alone: for one row, or too little
-    work to pay for starting the threads (see PARALLEL_MIN_ELEMENTS)."""
+    work to pay for starting the threads (see PARALLEL_MIN_ELEMENTS).
+
+    A function of its own rather than _drive_threads compiled a second time
+    without ``parallel``: numba's on-disk cache keys a function's machine
+    code by its bytecode and signature, not by its options, so the two
+    compilations would overwrite each other there."""
     for i in range(a.shape[0]):
         _drive_row(i, op, algo, a, b, target, dloss, ignore_index, out, loss, (limits[0], limits[1]), K,
                    (poly_unshifted, poly_shifted))
