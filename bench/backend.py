@@ -63,6 +63,12 @@ class Backend:
     output buffers, as GPU caching allocators keep); the engine calls it
     before it measures a call's peak memory, so that the figure counts what
     the call needs, not what an earlier call left behind.
+
+    ``overwrites_input`` names the ops (of ``TIMED_OPS``) whose calls write
+    into their inputs on purpose (Liger's cross-entropy stores the gradient
+    over the logits to save memory). The timer then gives each timed call of
+    those ops freshly written inputs, outside the timed region, and their
+    records say ``in_place``; an undeclared mutation stays suspect.
     """
 
     name: str
@@ -78,6 +84,7 @@ class Backend:
     parallel: Optional[str] = None
     threads: Optional[Callable[[], int]] = None
     release: Optional[Callable[[], None]] = None
+    overwrites_input: Sequence[str] = ()
     available: Optional[AvailabilityFn] = None
     description: str = ""
     origin: str = field(default="", compare=False)
@@ -86,6 +93,7 @@ class Backend:
         # Frozen, so normalise through object.__setattr__.
         object.__setattr__(self, "devices", tuple(self.devices))
         object.__setattr__(self, "dtypes", tuple(self.dtypes))
+        object.__setattr__(self, "overwrites_input", tuple(self.overwrites_input))
         validate(self)
 
     @property
@@ -119,6 +127,9 @@ def validate(backend: Backend) -> None:
     for dtype in backend.dtypes:
         if dtype not in DTYPES:
             raise BackendError(f"{where}: dtypes has {dtype!r}; valid: {', '.join(DTYPES)}")
+    for op in backend.overwrites_input:
+        if op not in TIMED_OPS:
+            raise BackendError(f"{where}: overwrites_input has {op!r}; valid: {', '.join(TIMED_OPS)}")
     if backend.parallel is not None and backend.parallel not in PARALLEL:
         raise BackendError(f"{where}: parallel={backend.parallel!r}; valid: None, {', '.join(PARALLEL)}")
     if not callable(backend.softmax):

@@ -228,3 +228,8 @@ def get(name: str) -> Case:
         return _BY_NAME[name]
     except KeyError:
         raise KeyError(f"unknown case {name!r}; valid: {', '.join(_BY_NAME)}") from None
+
+
+def find(name: str) -> Optional[Case]:
+    """The catalog case called ``name``, or None."""
+    return _BY_NAME.get(name)

@@ -10,14 +10,14 @@ special cases, the reference rows of the overflow matrix.
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
 from . import cases as case_catalog
 from . import execute
 from .cases import Case
-from .figures import evaluate, inputs_for
+from .figures import evaluate, inputs_for, prime
 from .isolation import BackendFailure
 from .records import CheckRecord
 from .registry import cached
@@ -78,10 +78,10 @@ def run_case(executor: Any, target: Target, case: Case, op: str, plugin_files: S
     return record.as_dict()
 
 
-def plan(targets: Sequence[Target], chosen: Sequence[Case], plugin_files: Sequence[str] = (), ops: Optional[Sequence[str]] = None) -> list[Unit]:
-    """One unit per (target, case, op) that applies, backend by backend so workers are reused."""
+def _applicable(targets: Sequence[Target], chosen: Sequence[Case], plugin_files: Sequence[str],
+                ops: Optional[Sequence[str]]) -> Iterator[tuple[Target, Case, str, str]]:
+    """(target, case, op, path) for every check that applies, backend by backend."""
     registry = cached(plugin_files)
-    units = []
     for target in targets:
         backend = registry.get(target.backend)
         for case in chosen:
@@ -90,12 +90,27 @@ def plan(targets: Sequence[Target], chosen: Sequence[Case], plugin_files: Sequen
             for op in case.ops:
                 if (ops and op not in ops) or not execute.supports(backend, op):
                     continue
-                units.append(Unit(
-                    identity=base_record(target, case, op).as_dict(),
-                    run=lambda ex, t=target, c=case, o=op: [run_case(ex, t, c, o, plugin_files)],
-                    on_failure=lambda f, t=target, c=case, o=op: [failure_record(t, c, o, f)],
-                    label=f"{target.backend} {target.dtype} {case.name} {op}",
-                ))
+                yield target, case, op, "value" if op in ("softmax", "log_softmax") else execute.route(backend, op)
+
+
+def prime_references(targets: Sequence[Target], chosen: Sequence[Case], plugin_files: Sequence[str] = (),
+                     ops: Optional[Sequence[str]] = None, workers: Optional[int] = None) -> int:
+    """Compute every exact reference the checks of ``plan`` will need, on all cores, before they run."""
+    needed = [(case, t.dtype, op, path) for t, case, op, path in _applicable(targets, chosen, plugin_files, ops)]
+    needed += [(case, "float32", "softmax", "value") for case in chosen if case.special and case.applies_to("float32")]
+    return prime(needed, workers)
+
+
+def plan(targets: Sequence[Target], chosen: Sequence[Case], plugin_files: Sequence[str] = (), ops: Optional[Sequence[str]] = None) -> list[Unit]:
+    """One unit per (target, case, op) that applies, backend by backend so workers are reused."""
+    units = []
+    for target, case, op, _ in _applicable(targets, chosen, plugin_files, ops):
+        units.append(Unit(
+            identity=base_record(target, case, op).as_dict(),
+            run=lambda ex, t=target, c=case, o=op: [run_case(ex, t, c, o, plugin_files)],
+            on_failure=lambda f, t=target, c=case, o=op: [failure_record(t, c, o, f)],
+            label=f"{target.backend} {target.dtype} {case.name} {op}",
+        ))
     return units
 
 

@@ -19,9 +19,9 @@ stays within the tolerance of the row sum, so a row of zeros never passes.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 
@@ -72,17 +72,67 @@ def _unrows(rows: np.ndarray, shape: tuple, axis: int) -> np.ndarray:
     return np.moveaxis(rows.reshape(moved), -1, axis)
 
 
+Key = tuple[Case, str, str, str]
+_EXACT: dict[Key, tuple[np.ndarray, np.ndarray]] = {}
+# Fewer missing references than this are computed where they are needed: a
+# pool of processes costs about a second to start.
+PRIME_MIN = 16
+
+
+def _key(case: Case, dtype: str, op: str, path: str) -> Key:
+    # Only the VJPs' references depend on the path (an explicit VJP is exact
+    # for the rounded forward output it was given); the rest are shared.
+    return (case, dtype, op, path if op in ("softmax_vjp", "log_softmax_vjp") else "value")
+
+
 def exact(case: Case, dtype: str, op: str, path: str) -> tuple[np.ndarray, np.ndarray]:
     """The exact (hi, lo) reference of ``op`` on ``case`` in 2-D row form, cached.
 
-    Only the VJPs' references depend on the path (an explicit VJP is exact for
-    the rounded forward output it was given); the rest are shared by every route.
     ``lo`` is only needed to measure float64 outputs below their last bit.
     """
-    return _exact(case, dtype, op, path if op in ("softmax_vjp", "log_softmax_vjp") else "value")
+    key = _key(case, dtype, op, path)
+    found = _EXACT.get(key)
+    if found is None:
+        found = _EXACT[key] = _exact(*key)
+    return found
 
 
-@lru_cache(maxsize=None)
+def _exact_of_catalog_case(name: str, dtype: str, op: str, path: str) -> tuple[np.ndarray, np.ndarray]:
+    from . import cases
+
+    return exact(cases.get(name), dtype, op, path)
+
+
+def prime(needed: Iterable[tuple[Case, str, str, str]], workers: Optional[int] = None) -> int:
+    """Compute the references of ``needed`` (case, dtype, op, path) in ``workers``
+    processes (default: every core) before a check asks for them one at a time.
+
+    The 200-bit arithmetic is pure Python under the lock of one interpreter;
+    on a many-core host (the GPU machine's 16) this turns minutes into
+    seconds. Only catalog cases are sent (a worker finds them by name); the
+    rest, and small batches, are left to ``exact``. Returns how many it computed.
+    """
+    from . import cases as catalog
+
+    workers = workers or os.cpu_count() or 1
+    todo = []
+    for case, dtype, op, path in needed:
+        key = _key(case, dtype, op, path)
+        if key not in _EXACT and key not in todo and catalog.find(case.name) is case:
+            todo.append(key)
+    if workers < 2 or len(todo) < PRIME_MIN:
+        return 0
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    names = [(case.name, dtype, op, path) for case, dtype, op, path in todo]
+    # spawn: the parent may hold threads (the check's drivers), which fork does not copy safely.
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn")) as pool:
+        for key, pair in zip(todo, pool.map(_exact_of_catalog_case, *zip(*names))):
+            _EXACT[key] = pair
+    return len(todo)
+
+
 def _exact(case: Case, dtype: str, op: str, path: str) -> tuple[np.ndarray, np.ndarray]:
     # Imported here: the timing engine uses this module's tolerances, never the
     # 200-bit arithmetic, and asv environments need not have it.

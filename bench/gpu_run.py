@@ -1,38 +1,66 @@
-"""The GPU run: correctness check and timings of every CUDA backend, in one command.
+"""The GPU run: every CUDA backend checked and timed in one command, within a time budget.
 
-    python -m softmax_bench.gpu_run --out results/gpu-h100.json
+    python -m softmax_bench.gpu_run --out-dir results --name gpu-h200 --budget 300
 
-For the machine that has a GPU and no network: it installs and downloads
-nothing (see README.md, "GPU", for carrying the wheels there). It is a thin
-driver over the command line, equivalent to
+For a GPU machine rented in short slots, with no network (``tools/gpu-run.sh``
+installs the project there first). It runs stages in order of importance,
+each a ``softmax-bench`` command over every registered CUDA backend, each
+writing its results file as it goes:
 
-    softmax-bench check --device cuda --backend B... --dtype float32 --dtype float16 --dtype bfloat16 --out OUT-check.json
-    softmax-bench run   --device cuda --backend B... (same dtypes) --sizes 4096x32000,4096x128256,4096x256000 --out OUT
+1. ``env``: the GPU, driver, CUDA, SM count, L2 and versions, and a device
+   copy timed with CUDA events (``NAME-env.json``);
+2. ``check``: the full case catalog in float32 and bfloat16 (``NAME-check.json``);
+3. the LM-head timings: softmax ``fwd`` and cross_entropy ``full`` at
+   4096 x 128256, then at 4096 x 32000 and 4096 x 256000 (``NAME.json``);
+4. the other passes: log_softmax ``fwd``, softmax and log_softmax ``bwd``;
+5. ``check`` in float16;
+6. the vocabulary-parallel backends through NCCL at world size 1 (one GPU
+   allows no more), checked (``NAME-nccl-check.json``).
 
-with B every registered backend that declares the "cuda" device (``--backend``
-narrows it). Each backend is combined only with the dtypes it supports.
-``--dry-run`` prints the two commands instead of running them. Exit status:
-the larger of the two commands' (0 all passed, 1 a check failed, 2 bad usage),
-or 1 when no GPU backend can run here, with each backend's reason.
+No unit starts once ``--budget`` seconds have passed: what is left is
+printed, and ``--resume`` of the same files runs it later. A stage that is
+cut short or fails does not stop the next. A short table of the LM-head
+timings is printed last. ``--dry-run`` prints the commands and runs nothing.
+Exit status: 0, or 1 when a check failed or no CUDA backend can run here
+(each reason printed), 2 for bad usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
-import socket
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from . import cli
 from .errors import UsageError
 from .registry import Registry
+from .results import environment, write_atomic
 from .selection import choose, load_registry
 
-SIZES = "4096x32000,4096x128256,4096x256000"
-DTYPES = ("float32", "float16", "bfloat16")
+LM_HEAD = "4096x128256"
+OTHER_SIZES = "4096x32000,4096x256000"
+SIZES = f"4096x32000,{LM_HEAD},4096x256000"
+# Each stage's share of the budget at most, so the first cannot starve the rest.
+CHECK_SHARE = 0.45
+# Backends checked at once, each in its own worker: all of them, so a budget cut
+# leaves every backend partly checked rather than some not at all.
+CHECK_JOBS = 8
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One ``softmax-bench`` command of the GPU run."""
+
+    name: str
+    argv: tuple[str, ...]
+    out: str          # the results file's suffix after NAME ("" for NAME.json)
+    share: float = 1.0  # of the whole budget, at most
 
 
 def gpu_backends(registry: Registry) -> list[str]:
@@ -40,36 +68,121 @@ def gpu_backends(registry: Registry) -> list[str]:
     return [name for name in registry.names() if "cuda" in registry.get(name).devices]
 
 
-def commands(backends: Sequence[str], out: Path, plugins: Sequence[str] = ()) -> list[list[str]]:
-    """The ``check`` and ``run`` argument lists for ``softmax_bench.cli.main``."""
-    selection = ["--device", "cuda"]
-    for name in backends:
-        selection += ["--backend", name]
-    for dtype in DTYPES:
-        selection += ["--dtype", dtype]
-    for path in plugins:
-        selection += ["--plugin", path]
-    check_out = out.with_name(f"{out.stem}-check{out.suffix}")
-    return [
-        ["check", *selection, "--out", str(check_out)],
-        ["run", *selection, "--sizes", SIZES, "--out", str(out)],
+def stages(single: Sequence[str], sharded: Sequence[str], plugins: Sequence[str] = ()) -> list[Stage]:
+    """The run's commands, most important first; ``single`` and ``sharded`` name the backends."""
+    extra = tuple(a for path in plugins for a in ("--plugin", path))
+
+    def select(names: Sequence[str], *dtypes: str) -> tuple[str, ...]:
+        return ("--device", "cuda", *(a for n in names for a in ("--backend", n)),
+                *(a for d in dtypes for a in ("--dtype", d)), *extra)
+
+    both = select(single, "float32", "bfloat16")
+    timing = ("run", *both, "--mode", "cold", "--no-check")
+    found = [
+        Stage("check", ("check", *both, "--jobs", str(CHECK_JOBS)), "-check", CHECK_SHARE),
+        Stage("lm-head softmax", (*timing, "--sizes", LM_HEAD, "--op", "softmax", "--pass", "fwd"), ""),
+        Stage("lm-head cross-entropy", (*timing, "--sizes", LM_HEAD, "--op", "cross_entropy", "--pass", "full"), ""),
+        Stage("other sizes", (*timing, "--sizes", OTHER_SIZES, "--op", "softmax", "--pass", "fwd"), ""),
+        Stage("other sizes cross-entropy", (*timing, "--sizes", OTHER_SIZES, "--op", "cross_entropy", "--pass", "full"), ""),
+        Stage("log_softmax forward", (*timing, "--sizes", SIZES, "--op", "log_softmax", "--pass", "fwd"), ""),
+        Stage("backward", (*timing, "--sizes", SIZES, "--op", "softmax", "--op", "log_softmax", "--pass", "bwd"), ""),
+        Stage("check float16", ("check", *select(single, "float16"), "--jobs", str(CHECK_JOBS)), "-check"),
     ]
+    if sharded:
+        found.append(Stage("nccl check", ("check", *select(sharded, "float32", "bfloat16"), "--world-size", "1"),
+                           "-nccl-check"))
+    return found
+
+
+def probe(path: Path) -> dict[str, Any]:
+    """The machine as the results will need it, and a device copy timed with CUDA events; written to ``path``."""
+    found: dict[str, Any] = {"environment": environment()}
+    try:
+        import torch
+
+        props = torch.cuda.get_device_properties(0)
+        found["cuda"] = {
+            "name": props.name, "capability": f"{props.major}.{props.minor}", "sms": props.multi_processor_count,
+            "l2_bytes": getattr(props, "L2_cache_size", None), "memory_bytes": props.total_memory,
+            "torch_cuda": torch.version.cuda, "torch": torch.__version__,
+        }
+        found["device_copy"] = _event_copy(torch)
+    except Exception as exc:  # no torch, no device: say so and let the stages report the rest
+        found["error"] = f"{type(exc).__name__}: {exc}"
+    write_atomic(path, found)
+    return found
+
+
+def _event_copy(torch: Any, nbytes: int = 2 << 30, repeats: int = 20) -> dict[str, float]:
+    """Median of ``repeats`` device-to-device copies of ``nbytes``, each between two CUDA events."""
+    src = torch.randn(nbytes // 4, device="cuda")
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    times.sort()
+    median = times[len(times) // 2]
+    return {"bytes": nbytes, "median_s": median, "gbps": 2 * nbytes / median / 1e9, "counting": "read + write"}
+
+
+def summary(results: Path, check: Path) -> str:
+    """The short table printed last: the LM-head timings, and each target's check counts."""
+    from tabulate import tabulate
+
+    lines = []
+    if check.exists():
+        counts: dict[tuple, list[int]] = {}
+        for r in json.loads(check.read_text())["records"]:
+            if r.get("reference") or not r.get("judged"):
+                continue
+            c = counts.setdefault((r["backend"], r["dtype"]), [0, 0])
+            c[0 if r.get("passed") else 1] += 1
+        lines.append(tabulate([(b, d, p, f) for (b, d), (p, f) in sorted(counts.items())],
+                              headers=("backend", "dtype", "passed", "failed")))
+    if results.exists():
+        rows = []
+        for r in json.loads(results.read_text())["records"]:
+            if r.get("kind") != "timing" or f"{r['rows']}x{r['vocab']}" != LM_HEAD:
+                continue
+            note = r.get("failure") or r.get("suspect") or r.get("reason") or ""
+            peak = r.get("peak_bytes")
+            rows.append((r["backend"], r["dtype"], f"{r.get('op')} {r.get('pass')}",
+                         f"{r['median_s'] * 1e3:.3f}" if r.get("median_s") else "-",
+                         f"{r['gbps']:.0f}" if r.get("gbps") else "-",
+                         f"{r['device_copy_fraction']:.2f}" if r.get("device_copy_fraction") else "-",
+                         f"{peak / 2**20:.0f}" if peak is not None else "-", note[:60]))
+        rows.sort(key=lambda row: (row[2], row[1], row[0]))
+        lines.append(tabulate(rows, headers=("backend", "dtype", f"op pass ({LM_HEAD})", "ms", "GB/s",
+                                             "of copy", "peak MiB", "note")))
+    return "\n\n".join(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m softmax_bench.gpu_run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=f"results/gpu-{socket.gethostname()}.json", metavar="FILE",
-                        help="results file of the timing run; the check writes FILE's name with -check (default: results/gpu-<host>.json)")
+    parser.add_argument("--out-dir", default="results", metavar="DIR", help="where the results files go (default: results)")
+    parser.add_argument("--name", default="gpu", help="the results files' stem: NAME.json, NAME-check.json, ... (default: gpu)")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="start nothing after SECONDS from now; what is left is printed (default: no limit)")
     parser.add_argument("--backend", action="append", default=[], metavar="NAME", help="only these backends (repeatable)")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="also load backends from a file (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = parser.parse_args(argv)
+    started = time.monotonic()
 
     # JAX takes 75% of GPU memory on first use; its worker would starve the
     # others (torch, CuPy, Triton) that run beside it. Workers inherit this.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
     try:
+        if args.budget is not None and args.budget <= 0:
+            raise UsageError(f"--budget {args.budget:g}: must be a positive number of seconds")
         registry = load_registry(args.plugin)
         names = choose(args.backend, gpu_backends(registry), "GPU backend")
     except UsageError as exc:
@@ -77,10 +190,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     for message in registry.warnings:
         print(f"warning: {message}", file=sys.stderr)
-    steps = commands(names, Path(args.out), args.plugin)
+    sharded = [n for n in names if registry.get(n).parallel]
+    single = [n for n in names if not registry.get(n).parallel]
+    out_dir = Path(args.out_dir)
+    plan = stages(single, sharded, args.plugin)
     if args.dry_run:
-        for step in steps:
-            print(shlex.join(["softmax-bench", *step]))
+        for stage in plan:
+            print(shlex.join(["softmax-bench", *stage.argv, "--out", str(out_dir / f"{args.name}{stage.out}.json")]))
         return 0
     unavailable = {name: registry.unavailable(name, "cuda") for name in names}
     if all(unavailable.values()):
@@ -88,7 +204,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for name, reason in unavailable.items():
             print(f"  {name}: {reason}", file=sys.stderr)
         return 1
-    return max(cli.main(step) for step in steps)
+
+    env = probe(out_dir / f"{args.name}-env.json")
+    print(json.dumps({k: env.get(k) for k in ("cuda", "device_copy", "error")}, indent=1), flush=True)
+    status = 0
+    for stage in plan:
+        path = out_dir / f"{args.name}{stage.out}.json"
+        argv_ = [*stage.argv, *(["--resume", str(path)] if path.exists() else ["--out", str(path)])]
+        if args.budget is not None:
+            left = min(args.budget - (time.monotonic() - started), stage.share * args.budget)
+            if left < 1:
+                print(f"== {stage.name}: not run, the budget of {args.budget:g} s is spent", flush=True)
+                continue
+            argv_ += ["--budget", f"{left:.0f}"]
+        print(f"== {stage.name} ({time.monotonic() - started:.0f} s): softmax-bench {shlex.join(argv_)}", flush=True)
+        code = cli.main(argv_)
+        if code not in (0, 1):
+            print(f"== {stage.name}: exit {code}", flush=True)
+        status = max(status, code if stage.argv[0] == "check" else 0)
+    print(f"\n== done in {time.monotonic() - started:.0f} s\n", flush=True)
+    print(summary(out_dir / f"{args.name}.json", out_dir / f"{args.name}-check.json"))
+    return min(status, 1)
 
 
 if __name__ == "__main__":

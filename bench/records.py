@@ -80,6 +80,7 @@ class TimingRecord(_Record):
     collectives: Optional[int] = _optional()
     comm_bytes: Optional[int] = _optional()
     comm_median_s: Optional[float] = _optional()
+    in_place: Optional[bool] = _optional()  # the backend declared that it writes into its inputs
     suspect: Optional[str] = None
     reason: Optional[str] = None
     failure: Optional[str] = None

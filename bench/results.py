@@ -48,7 +48,8 @@ IDENTITY = ("kind", "backend", "device", "dtype", "case", "op", "pass", "rows", 
 # Environment fields that must match for --resume to continue a file.
 RESUME_MUST_MATCH = ("python", "platform", "cpu", "gpu", "packages", "commit")
 
-_PACKAGES = ("softmax-bench", "numpy", "ml_dtypes", "mpmath", "torch", "jax", "jaxlib", "cupy-cuda12x", "cupy-cuda13x", "triton", "scipy")
+_PACKAGES = ("softmax-bench", "numpy", "ml_dtypes", "mpmath", "torch", "jax", "jaxlib", "cupy-cuda12x", "cupy-cuda13x", "triton", "scipy",
+             "liger-kernel", "gmpy2", "numba")
 
 
 def _cpu_model() -> str:
@@ -75,8 +76,15 @@ def _gpu() -> Optional[dict[str, str]]:
     return {"name": name, "driver": driver, "memory": memory}
 
 
+COMMIT_ENV = "SOFTMAX_BENCH_COMMIT"
+
+
 def _commit() -> Optional[str]:
-    """The git commit of the measured code, when it runs from a checkout."""
+    """The git commit of the measured code, when it runs from a checkout, else ``$SOFTMAX_BENCH_COMMIT``
+    (a copy of a checkout without its .git, as a GPU machine may be sent)."""
+    given = os.environ.get(COMMIT_ENV, "").strip()
+    if given:
+        return given
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)

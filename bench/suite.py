@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,12 @@ def _run_unit(unit: Unit, executor: Any, streak: tuple[str, int]) -> tuple[list[
         return unit.on_failure(BackendFailure(reason, "internal")), ("", 0)
 
 
-def execute(units: Iterable[Unit], results: ResultsFile, executor: Any, desc: str = "", jobs: int = 1) -> list[dict[str, Any]]:
+def execute(units: Iterable[Unit], results: ResultsFile, executor: Any, desc: str = "", jobs: int = 1,
+            deadline: Optional[float] = None) -> list[dict[str, Any]]:
     """Run every unit not yet recorded; return the records made by this call.
+
+    No unit starts after ``deadline`` (a ``time.monotonic()`` value): those
+    left are counted on stderr and stay unrecorded, so ``--resume`` runs them.
 
     Units of one (backend, device) run in order, in that backend's worker.
     With ``jobs`` > 1 (correctness checks only: timings must never share the
@@ -89,10 +94,16 @@ def execute(units: Iterable[Unit], results: ResultsFile, executor: Any, desc: st
     stop = threading.Event()
     progress = _progress(sum(len(g) for g in groups.values()), desc)
 
+    left_out = [0]
+
     def run_group(group: list[Unit]) -> None:
         streak = ("", 0)
-        for unit in group:
+        for i, unit in enumerate(group):
             if stop.is_set():
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                with lock:
+                    left_out[0] += len(group) - i
                 return
             records, streak = _run_unit(unit, executor, streak)
             if stop.is_set():  # interrupted mid-unit: its outcome is not the backend's
@@ -123,6 +134,9 @@ def execute(units: Iterable[Unit], results: ResultsFile, executor: Any, desc: st
     finally:
         if progress is not None:
             progress.close()
+    if left_out[0]:
+        print(f"{desc or 'run'}: the budget is spent; {left_out[0]} units not run (--resume {results.path} runs them)",
+              file=sys.stderr)
     return made
 
 

@@ -110,35 +110,61 @@ def test_torch_compile_runs_on_this_cpu():
 # ---------------------------------------------------------------- the GPU run driver
 
 
-def test_gpu_run_dry_run_prints_check_and_run(capsys, tmp_path):
-    out = tmp_path / "gpu-x.json"
-    assert gpu_run.main(["--dry-run", "--out", str(out)]) == 0
-    check, run = capsys.readouterr().out.strip().splitlines()
-    assert check.startswith("softmax-bench check --device cuda") and f"--out {tmp_path / 'gpu-x-check.json'}" in check
-    assert run.startswith("softmax-bench run --device cuda") and "--sizes 4096x32000,4096x128256,4096x256000" in run
+def test_gpu_run_dry_run_prints_every_stage(capsys, tmp_path):
+    assert gpu_run.main(["--dry-run", "--out-dir", str(tmp_path), "--name", "gpu-x"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("softmax-bench check --device cuda") and f"--out {tmp_path / 'gpu-x-check.json'}" in lines[0]
+    assert "--dtype float32 --dtype bfloat16" in lines[0]
+    runs = [line for line in lines if line.startswith("softmax-bench run --device cuda")]
+    # The LM-head timings come first, then the other sizes and passes.
+    assert "--sizes 4096x128256 --op softmax --pass fwd" in runs[0]
+    assert "--sizes 4096x128256 --op cross_entropy --pass full" in runs[1]
+    assert all(f"--out {tmp_path / 'gpu-x.json'}" in line for line in runs)
     for name in GPU_BACKENDS:
-        assert f"--backend {name} " in check and f"--backend {name} " in run
+        assert f"--backend {name} " in lines[0] and f"--backend {name} " in runs[0]
+    nccl = lines[-1]
+    assert "--world-size 1" in nccl and "--backend vocab-parallel-fused" in nccl and "vocab-parallel" not in lines[0]
 
 
-def test_gpu_run_calls_check_then_run(monkeypatch, tmp_path):
+def test_gpu_run_runs_every_stage_and_fails_on_a_failed_check(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(gpu_run.cli, "main", lambda argv: calls.append(list(argv)) or (1 if argv[0] == "check" else 0))
+    monkeypatch.setattr(gpu_run, "probe", lambda path: {})
     monkeypatch.setattr(type(REGISTRY), "unavailable", lambda self, name, device: None)
-    status = gpu_run.main(["--backend", "cupy-online", "--backend", "triton", "--out", str(tmp_path / "g.json")])
+    status = gpu_run.main(["--backend", "cupy-online", "--backend", "triton", "--out-dir", str(tmp_path), "--name", "g"])
     assert status == 1  # a failed check is the run's failure, after the timings were still taken
-    assert [c[0] for c in calls] == ["check", "run"]
+    assert [c[0] for c in calls] == ["check"] + ["run"] * 6 + ["check"]
     for argv in calls:
         assert argv[argv.index("--device") + 1] == "cuda"
         assert [argv[i + 1] for i, a in enumerate(argv) if a == "--backend"] == ["cupy-online", "triton"]
-        assert [argv[i + 1] for i, a in enumerate(argv) if a == "--dtype"] == ["float32", "float16", "bfloat16"]
+        assert "--budget" not in argv
     assert Path(calls[1][calls[1].index("--out") + 1]).name == "g.json"
+
+
+def test_gpu_run_budget_is_shared_and_spent_stages_are_skipped(monkeypatch, tmp_path, capsys):
+    clock = [100.0]
+    calls = []
+
+    def fake_main(argv):
+        calls.append(list(argv))
+        clock[0] += 40.0  # each stage takes 40 s
+        return 0
+
+    monkeypatch.setattr(gpu_run.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(gpu_run.cli, "main", fake_main)
+    monkeypatch.setattr(gpu_run, "probe", lambda path: {})
+    monkeypatch.setattr(type(REGISTRY), "unavailable", lambda self, name, device: None)
+    assert gpu_run.main(["--backend", "triton", "--out-dir", str(tmp_path), "--budget", "100"]) == 0
+    budgets = [float(argv[argv.index("--budget") + 1]) for argv in calls]
+    assert budgets == [100 * gpu_run.CHECK_SHARE, 60, 20]  # the check's share, then what is left
+    assert "not run, the budget of 100 s is spent" in capsys.readouterr().out
 
 
 @no_gpu
 def test_gpu_run_without_a_gpu_says_why_and_runs_nothing(monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(gpu_run.cli, "main", lambda argv: calls.append(argv) or 0)
-    assert gpu_run.main(["--out", "unused.json"]) == 1
+    assert gpu_run.main(["--out-dir", "unused"]) == 1
     err = capsys.readouterr().err
     assert "no GPU backend can run here" in err and "cupy-online:" in err and not calls
 

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..check_summary import summarise
-    from ..checks import convention_units, plan, select_cases
+    from ..checks import convention_units, plan, prime_references, select_cases
     from ..distributed_plan import Groups, check_units
     from ..suite import execute
 
@@ -35,14 +35,16 @@ def run(args: argparse.Namespace) -> int:
         print("nothing to check: no selected backend is available here", file=sys.stderr)
         return 0
     results = options.results(args)
+    prime_references(selection.single_process, chosen, selection.plugin_files)
     units = plan(selection.single_process, chosen, selection.plugin_files)
     units += convention_units(chosen)  # what torch, jax and scipy do, beside every matrix
     jobs = args.jobs or min(os.cpu_count() or 1, 4)
+    stop_at = options.deadline(args)
     try:
         with options.executor(args) as executor, Groups(args.timeout, args.memory_limit) as groups:
             sharded = check_units(selection.targets, chosen, selection.plugin_files, args.world_size or [2], groups)
-            execute(units, results, executor, desc="check", jobs=jobs)
-            execute(sharded, results, executor, desc="check (distributed)")
+            execute(units, results, executor, desc="check", jobs=jobs, deadline=stop_at)
+            execute(sharded, results, executor, desc="check (distributed)", deadline=stop_at)
     except KeyboardInterrupt:
         print(f"interrupted: {len(results.records)} records kept in {results.path}", file=sys.stderr)
         return 130

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import Any
+import time
+from typing import Any, Optional
 
 from ..backend import DEVICES, DTYPES
 from ..formatting import parse_bytes
@@ -71,6 +72,8 @@ def add_engine(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=positive_float, default=120.0, metavar="SECONDS", help="per-case limit before a backend counts as hung (default 120)")
     p.add_argument("--memory-limit", type=byte_size, default=None, metavar="SIZE", help="memory a backend worker may use (default 80%% of RAM; 0: none)")
     p.add_argument("--no-isolate", action="store_true", help="run backends in this process (debugging; no timeout or crash protection)")
+    p.add_argument("--budget", type=positive_float, default=None, metavar="SECONDS",
+                   help="start no unit after SECONDS; what is left is listed and --resume runs it later (default: no limit)")
 
 
 def add_world_size(p: argparse.ArgumentParser) -> None:
@@ -100,6 +103,11 @@ def say_skipped(chosen: Selection) -> None:
 def results(args: argparse.Namespace) -> ResultsFile:
     """The results file of --out or --resume."""
     return open_results(args.out, args.resume)
+
+
+def deadline(args: argparse.Namespace) -> Optional[float]:
+    """The ``time.monotonic()`` after which no unit starts (--budget), or None."""
+    return None if args.budget is None else time.monotonic() + args.budget
 
 
 def executor(args: argparse.Namespace) -> Any:

@@ -73,20 +73,21 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         os.environ.update(environment(args.threads))  # read by OpenMP, numba and XLA as the workers start
     results = options.results(args)
+    stop_at = options.deadline(args)
     executor = options.executor(args)
     try:
         if not args.no_check:
             units = check_units(selection.single_process, select_cases(RUN_SUMMARY_CASES), selection.plugin_files, ops=("softmax",))
-            print_run_summary(execute(units, results, executor, desc="correctness"))
+            print_run_summary(execute(units, results, executor, desc="correctness", deadline=stop_at))
         units = timing_units(selection, plan, budget, max_bytes or None, args.threads)
         print(f"timing {len(units)} units: {len(selection.targets)} targets x {len(sizes)} sizes x {len(modes)} modes"
               f" x {len(plan.passes)} op/pass pairs (--max-bytes {human_bytes(max_bytes) if max_bytes else 'none'})",
               file=sys.stderr)
-        execute(units, results, executor, desc="timing")
+        execute(units, results, executor, desc="timing", deadline=stop_at)
         with Groups(args.timeout, args.memory_limit, args.threads) as groups:
             sharded = sharded_units(selection.targets, plan.items(), selection.plugin_files, args.world_size or [2],
                                     groups, budget)
-            execute(sharded, results, executor, desc="timing (distributed)")
+            execute(sharded, results, executor, desc="timing (distributed)", deadline=stop_at)
     except KeyboardInterrupt:
         print(f"interrupted: {len(results.records)} records kept in {results.path}", file=sys.stderr)
         return 130
