@@ -16,6 +16,8 @@ def _work(x):
 def softmax(x, axis=-1):
     import cupy
 
+    if x.size == 0:  # a max over no elements has no identity; the answer is empty
+        return x.copy()
     xw = _work(x)
     e = cupy.exp(xw - xw.max(axis=axis, keepdims=True))
     return (e / e.sum(axis=axis, keepdims=True)).astype(x.dtype, copy=False)
@@ -24,6 +26,8 @@ def softmax(x, axis=-1):
 def log_softmax(x, axis=-1):
     import cupy
 
+    if x.size == 0:
+        return x.copy()
     xw = _work(x)
     z = xw - xw.max(axis=axis, keepdims=True)
     return (z - cupy.log(cupy.exp(z).sum(axis=axis, keepdims=True))).astype(x.dtype, copy=False)

@@ -23,6 +23,7 @@ under ``TRITON_INTERPRET=1`` on CPU tensors, as they do ours.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from typing import Optional
 
@@ -35,7 +36,7 @@ _CE_DEFAULTS = dict(lse_square_scale=0.0, label_smoothing=0.0, reduction="none",
 
 def _rows(x, axis):
     moved = x.movedim(axis, -1)
-    return moved, moved.reshape(-1, moved.shape[-1])
+    return moved, moved.reshape(math.prod(moved.shape[:-1]), moved.shape[-1])  # -1 is ambiguous with no elements
 
 
 def softmax(x, axis=-1):

@@ -15,6 +15,7 @@ strided, are made contiguous first; that copy is part of the call.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from typing import Optional
 
@@ -25,7 +26,7 @@ def _rows_apply(x, axis: int, log: bool):
     from . import _triton_kernels as kernels
 
     moved = x.movedim(axis, -1)
-    rows = moved.reshape(-1, moved.shape[-1]).contiguous()
+    rows = moved.reshape(math.prod(moved.shape[:-1]), moved.shape[-1]).contiguous()
     return kernels.softmax_rows(rows, log=log).reshape(moved.shape).movedim(-1, axis)
 
 

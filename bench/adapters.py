@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import dtypes as dt
-from .errors import describe_exception, first_line
+from .errors import NotAvailable, describe_exception, first_line
 
 
 def library_unavailable(library: str) -> Optional[str]:
@@ -210,8 +210,15 @@ class TorchAdapter(Adapter):
 
     def vjp(self, fn: Callable, x: Any, dy: Any, axis: int) -> Any:
         x = x.detach().requires_grad_(True)
-        (dx,) = self.torch.autograd.grad(fn(x, axis=axis), x, grad_outputs=dy)
+        (dx,) = self.torch.autograd.grad(self.graph(fn(x, axis=axis)), x, grad_outputs=dy)
         return dx
+
+    def graph(self, y: Any) -> Any:
+        """``y``, if autograd can differentiate it; ``NotAvailable`` for a kernel that made no graph."""
+        if isinstance(y, self.torch.Tensor) and not y.requires_grad:
+            raise NotAvailable("no autograd graph (a kernel without a backward): give the backend its VJP "
+                               "(softmax_vjp, log_softmax_vjp) to check and time the gradient")
+        return y
 
     def index_array(self, index: np.ndarray, device: str) -> Any:
         return self.torch.from_numpy(np.array(index, dtype=np.int64)).to(device)  # a writable copy

@@ -51,7 +51,7 @@ def failure_record(target: Target, case: Case, op: str, failure: BackendFailure)
     # On a case with no single convention, an exception is a recorded behaviour;
     # a crash, hang or malformed output never is.
     recorded = case.expected is None and failure.kind == "raised"
-    record.passed = None if recorded else False
+    record.passed = None if recorded or failure.kind == "unavailable" else False
     record.behaviour = record.failure = failure.kind
     record.reason = failure.reason
     return record.as_dict()

@@ -16,6 +16,11 @@ class ResultsError(UsageError, ValueError):
     """A results file that cannot be used; the message names the file and the problem."""
 
 
+class NotAvailable(Exception):
+    """A route that cannot apply to this backend (autodiff through a kernel with no graph):
+    the unit is not available, with the reason, never the backend's failure."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-blank line of an exception's message, or its type's name."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]

@@ -11,11 +11,12 @@ writing its results file as it goes:
    copy timed with CUDA events (``NAME-env.json``);
 2. ``check``: the full case catalog in float32 and bfloat16 (``NAME-check.json``);
 3. the LM-head timings: softmax ``fwd`` and cross_entropy ``full`` at
-   4096 x 128256, then at 4096 x 32000 and 4096 x 256000 (``NAME.json``);
-4. the other passes: log_softmax ``fwd``, softmax and log_softmax ``bwd``;
-5. ``check`` in float16;
-6. the vocabulary-parallel backends through NCCL at world size 1 (one GPU
-   allows no more), checked (``NAME-nccl-check.json``).
+   4096 x 128256 (``NAME.json``);
+4. the vocabulary-parallel backends through NCCL at world size 1 (one GPU
+   allows no more), checked in float32 (``NAME-nccl-check.json``);
+5. the same timings at 4096 x 32000 and 4096 x 256000, then the other
+   passes: log_softmax ``fwd``, softmax and log_softmax ``bwd``;
+6. ``check`` in float16.
 
 No unit starts once ``--budget`` seconds have passed: what is left is
 printed, and ``--resume`` of the same files runs it later. A stage that is
@@ -82,15 +83,16 @@ def stages(single: Sequence[str], sharded: Sequence[str], plugins: Sequence[str]
         Stage("check", ("check", *both, "--jobs", str(CHECK_JOBS)), "-check", CHECK_SHARE),
         Stage("lm-head softmax", (*timing, "--sizes", LM_HEAD, "--op", "softmax", "--pass", "fwd"), ""),
         Stage("lm-head cross-entropy", (*timing, "--sizes", LM_HEAD, "--op", "cross_entropy", "--pass", "full"), ""),
+    ]
+    if sharded:
+        found.append(Stage("nccl check", ("check", *select(sharded, "float32"), "--world-size", "1"), "-nccl-check"))
+    found += [
         Stage("other sizes", (*timing, "--sizes", OTHER_SIZES, "--op", "softmax", "--pass", "fwd"), ""),
         Stage("other sizes cross-entropy", (*timing, "--sizes", OTHER_SIZES, "--op", "cross_entropy", "--pass", "full"), ""),
         Stage("log_softmax forward", (*timing, "--sizes", SIZES, "--op", "log_softmax", "--pass", "fwd"), ""),
         Stage("backward", (*timing, "--sizes", SIZES, "--op", "softmax", "--op", "log_softmax", "--pass", "bwd"), ""),
         Stage("check float16", ("check", *select(single, "float16"), "--jobs", str(CHECK_JOBS)), "-check"),
     ]
-    if sharded:
-        found.append(Stage("nccl check", ("check", *select(sharded, "float32", "bfloat16"), "--world-size", "1"),
-                           "-nccl-check"))
     return found
 
 

@@ -21,7 +21,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any, Callable, Optional
 
-from .errors import describe_exception
+from .errors import NotAvailable, describe_exception
 
 
 class BackendFailure(Exception):
@@ -30,12 +30,14 @@ class BackendFailure(Exception):
     def __init__(self, reason: str, kind: str = "raised"):
         super().__init__(reason)
         self.reason = reason
-        self.kind = kind  # raised | crashed | timeout | memory | invalid
+        self.kind = kind  # raised | crashed | timeout | memory | invalid | unavailable
 
 
 def _failure_from(exc: BaseException) -> BackendFailure:
     if isinstance(exc, BackendFailure):
         return exc
+    if isinstance(exc, NotAvailable):
+        return BackendFailure(str(exc), "unavailable")
     if isinstance(exc, MemoryError):
         return BackendFailure(f"out of memory ({describe_exception(exc)})", "memory")
     return BackendFailure(describe_exception(exc), "raised")

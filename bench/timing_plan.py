@@ -89,7 +89,10 @@ def timing_units(selection: Selection, plan: Plan, budget: Budget, max_bytes: Op
 
             def failed(f, t=target, s=size, m=mode, o=op, p=pass_, lib=backend.library):
                 record = _record(t, s, m, o, p, lib)
-                record.reason, record.failure = f.reason, f.kind
+                if f.kind == "unavailable":  # a route that cannot apply: not run, not a failure
+                    record.skipped, record.reason = True, f"skipped: {f.reason}"
+                else:
+                    record.reason, record.failure = f.reason, f.kind
                 return [record.as_dict()]
 
             units.append(Unit(identity=record.as_dict(), run=run, on_failure=failed, label=label))

@@ -155,13 +155,13 @@ def _softmax_call(backend: Backend, adapter: adapters.Adapter, op: str, pass_: s
 
             def graph(a):
                 xg = a["x"].detach().requires_grad_(True)
-                return (xg, f(xg, axis=-1), a["dy"])
+                return (xg, adapter.graph(f(xg, axis=-1)), a["dy"])
 
             return (lambda xg, y, dy: torch.autograd.grad(y, xg, dy, retain_graph=True)[0]), graph
 
         def full_torch(x, dy):
             xg = x.detach().requires_grad_(True)
-            y = f(xg, axis=-1)
+            y = adapter.graph(f(xg, axis=-1))
             return y.detach(), torch.autograd.grad(y, xg, dy)[0]
 
         return full_torch, (lambda a: (a["x"], a["dy"]))
@@ -210,13 +210,13 @@ def _cross_entropy_call(backend: Backend, adapter: adapters.Adapter, pass_: str,
 
             def graph(a):
                 xg = a["x"].detach().requires_grad_(True)
-                return (xg, loss(xg, a["target"], a["dloss"]), a["dloss"])
+                return (xg, adapter.graph(loss(xg, a["target"], a["dloss"])), a["dloss"])
 
             return (lambda xg, l, dl: torch.autograd.grad(l, xg, dl, retain_graph=True)[0]), graph
 
         def full_torch(x, t, dl):
             xg = x.detach().requires_grad_(True)
-            value = loss(xg, t, dl)
+            value = adapter.graph(loss(xg, t, dl))
             return value.detach(), torch.autograd.grad(value, xg, dl)[0]
 
         return full_torch, (lambda a: (a["x"], a["target"], a["dloss"]))
