@@ -152,6 +152,9 @@ class Adapter:
         """Peak bytes allocated on ``device`` since ``reset_peak_memory``, if tracked."""
         return None
 
+    def release_cached(self, device: str) -> None:
+        """Hand back the device memory the library's allocator keeps for reuse (nothing on a CPU)."""
+
 
 class TorchAdapter(Adapter):
     library = "torch"
@@ -246,6 +249,13 @@ class TorchAdapter(Adapter):
             self.torch.cuda.synchronize()
             self.torch.cuda.reset_peak_memory_stats()
             self._base = self.torch.cuda.memory_allocated()
+
+    def release_cached(self, device: str) -> None:
+        if device == "cuda":
+            import gc
+
+            gc.collect()
+            self.torch.cuda.empty_cache()
 
     def peak_memory(self, device: str) -> Optional[int]:
         # Beyond what was allocated at the reset (the inputs), like CuPy's figure.
@@ -399,6 +409,12 @@ class CupyAdapter(Adapter):
     def reset_peak_memory(self, device: str) -> None:
         self.cupy.get_default_memory_pool().free_all_blocks()
         self._base = self.cupy.get_default_memory_pool().total_bytes()
+
+    def release_cached(self, device: str) -> None:
+        import gc
+
+        gc.collect()
+        self.cupy.get_default_memory_pool().free_all_blocks()
 
     def peak_memory(self, device: str) -> Optional[int]:
         # CuPy keeps no peak counter; the pool's high-water mark is the closest figure.

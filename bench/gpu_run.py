@@ -21,7 +21,8 @@ writing its results file as it goes:
 No unit starts once ``--budget`` seconds have passed: what is left is
 printed, and ``--resume`` of the same files runs it later. A stage that is
 cut short or fails does not stop the next. A short table of the LM-head
-timings is printed last. ``--dry-run`` prints the commands and runs nothing.
+timings is printed last (``--summary`` prints it again from the files).
+``--dry-run`` prints the commands and runs nothing.
 Exit status: 0, or 1 when a check failed or no CUDA backend can run here
 (each reason printed), 2 for bad usage.
 """
@@ -144,10 +145,10 @@ def summary(results: Path, check: Path) -> str:
         for r in json.loads(check.read_text())["records"]:
             if r.get("reference") or not r.get("judged"):
                 continue
-            c = counts.setdefault((r["backend"], r["dtype"]), [0, 0])
-            c[0 if r.get("passed") else 1] += 1
-        lines.append(tabulate([(b, d, p, f) for (b, d), (p, f) in sorted(counts.items())],
-                              headers=("backend", "dtype", "passed", "failed")))
+            c = counts.setdefault((r["backend"], r["dtype"]), [0, 0, 0])
+            c[{True: 0, False: 1}.get(r.get("passed"), 2)] += 1
+        lines.append(tabulate([(b, d, *c) for (b, d), c in sorted(counts.items())],
+                              headers=("backend", "dtype", "passed", "failed", "not available")))
     if results.exists():
         rows = []
         for r in json.loads(results.read_text())["records"]:
@@ -175,12 +176,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--backend", action="append", default=[], metavar="NAME", help="only these backends (repeatable)")
     parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="also load backends from a file (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    parser.add_argument("--summary", action="store_true", help="print the short table of the results files already there, run nothing")
     args = parser.parse_args(argv)
+    if args.summary:
+        print(summary(Path(args.out_dir) / f"{args.name}.json", Path(args.out_dir) / f"{args.name}-check.json"))
+        return 0
     started = time.monotonic()
 
     # JAX takes 75% of GPU memory on first use; its worker would starve the
     # others (torch, CuPy, Triton) that run beside it. Workers inherit this.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # Nor may it keep more than this share: its allocator never hands memory back.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.3")
 
     try:
         if args.budget is not None and args.budget <= 0:

@@ -165,7 +165,10 @@ def _legend(fig, styles: dict[str, dict[str, Any]], backends: Sequence[str], ext
     handles = [Line2D([], [], markerfacecolor="none", **styles[b]) for b in backends]
     handles += [Line2D([], [], **kw) for kw, _ in extra]
     labels = list(backends) + [label for _, label in extra]
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=8, frameon=False)
+    # As many columns as the figure is wide for (a label of ~25 characters at 8 pt takes ~2.2 in):
+    # a wider legend is cut off at both edges of a one-panel figure.
+    columns = max(1, min(4, len(labels), int(fig.get_figwidth() / 2.2)))
+    fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=8, frameon=False)
 
 
 _MISSING_KEY = ({"marker": "x", "color": "0.3", "linestyle": "none"}, "x: no figure (failed, skipped, not measured)")

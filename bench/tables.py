@@ -189,10 +189,13 @@ def speed_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The timing records the speed tables and plots show, with ``pass`` as it is shown.
 
     Where some records are distributed, the others ran as one process: world size 1.
+    Host threads say nothing of a GPU kernel: GPU records show none (files
+    from before recorded the host's).
     """
     timings = [r for r in records if r["kind"] == "timing" and not is_reference(r)]
     distributed = any(r.get("world_size") is not None for r in timings)
-    return [{**r, "pass": pass_label(r), **({"world_size": r.get("world_size") or 1} if distributed else {})}
+    return [{**r, "pass": pass_label(r), **({"world_size": r.get("world_size") or 1} if distributed else {}),
+             **({"threads": None} if r.get("device", "cpu") != "cpu" else {})}
             for r in timings]
 
 

@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from . import registry, threads
+from . import adapters, registry, threads
 from .dtypes import info
 from .memory import MAX_BUFFERS, buffer_count, llc_bytes, peak_memory
 from .selection import unavailable
@@ -153,6 +153,39 @@ def measure(
 ) -> dict[str, Any]:
     """Time one (backend, device, dtype, size, mode, op, pass); runs inside the isolated worker.
 
+    Returns the timing record's measured fields (``_measure``). Afterwards the
+    device memory the library's allocator keeps cached is handed back: a
+    worker per backend lives through a whole run, and on the H200 eight of
+    them, each keeping the blocks of its largest unit, ran the 139 GiB card
+    out of memory.
+    """
+    try:
+        return _measure(backend_name, device, dtype, rows, vocab, mode, budget, with_copy, llc, plugin_files, op,
+                        pass_, thread_count)
+    finally:
+        if device != "cpu":
+            library = registry.cached(plugin_files).get(backend_name).library
+            if not adapters.library_unavailable(library):
+                adapters.get(library).release_cached(device)
+
+
+def _measure(
+    backend_name: str,
+    device: str,
+    dtype: str,
+    rows: int,
+    vocab: int,
+    mode: str,
+    budget: Budget = DEFAULT_BUDGET,
+    with_copy: bool = True,
+    llc: Optional[int] = None,
+    plugin_files: Sequence[str] = (),
+    op: str = "softmax",
+    pass_: str = "fwd",
+    thread_count: Optional[int] = None,
+) -> dict[str, Any]:
+    """Time one unit (see ``measure``).
+
     Returns the timing record's measured fields, with (``with_copy``) the
     bandwidth of a plain copy of the same inputs with the same library,
     measured here, just before: each unit carries its own ceiling, whatever
@@ -206,7 +239,7 @@ def measure(
     rate = gbps(moved, timing.median_s)
     fields.update(
         gbps=rate, copy_gbps=copy_gbps, bytes=moved, byte_model=model.text, route=workload.route,
-        includes_bwd=workload.includes_bwd, threads=threads.count(workload.backend.library, workload.backend.threads),
+        includes_bwd=workload.includes_bwd, threads=threads.count(workload.backend.library, workload.backend.threads) if device == "cpu" else None,
         buffers=buffers, llc_bytes=llc, in_place=in_place or None, **peak,
         # The ceiling is the fastest copy of the whole run (timing_plan.finalize); here, what one unit knows.
         suspect=problems[0] if problems else suspicion(rate, None, ceiling_margin(op, pass_), timing.median_s),

@@ -328,7 +328,8 @@ def standard_normal(shape: tuple[int, ...], seed: np.random.SeedSequence) -> np.
     out = np.empty(shape, dtype=np.float32)
     flat = out.reshape(-1)
     starts = range(0, flat.size, NORMAL_CHUNK)
-    children = seed.spawn(len(starts))
+    # The children ``seed.spawn`` would give, without its counter: the same seed, the same values.
+    children = [np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, i)) for i in range(len(starts))]
 
     def fill(i: int) -> None:
         start = starts[i]
@@ -352,7 +353,7 @@ class Inputs:
         self.workload, self.rows, self.vocab = workload, rows, vocab
         adapter, device = workload.adapter, workload.device
         rng = np.random.default_rng(seed)
-        streams = np.random.SeedSequence(seed).spawn(2)
+        streams = [np.random.SeedSequence(seed, spawn_key=(i,)) for i in range(2)]
         x = standard_normal((rows, vocab), streams[0])
         host: dict[str, np.ndarray] = {"x": x}
         if workload.op != "cross_entropy" and workload.pass_ != "fwd":
