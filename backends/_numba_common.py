@@ -29,7 +29,12 @@ kernel runs, so listing backends never pays for numba. Read it top to bottom:
 
 Everything takes C-contiguous (rows, n) arrays of float32 or float64 (the
 caller makes them), so each entry point compiles twice at most; ``cache=True``
-keeps those compilations on disk between processes.
+keeps those compilations on disk between processes, in the user's cache
+directory (``CACHE_DIR``: ``$XDG_CACHE_HOME/softmax-bench/numba``, or
+``$NUMBA_CACHE_DIR`` where the user set it), never inside the installed
+package, whose directory an uninstall must be able to remove (issue #26).
+Where no cache directory can be written, the kernels compile in memory, for
+the process only, and a warning says so once.
 
 The polynomial is an argument, not a constant: ``ExpParams`` carries it, and
 a test builds the kernels with a polynomial one degree short to prove the
@@ -39,17 +44,118 @@ correctness suite notices (tests/test_numba_kernels.py).
 from __future__ import annotations
 
 import math
+import os
+import sys
+import tempfile
 import threading
+import warnings
 import weakref
 from functools import lru_cache
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 from llvmlite import ir
+from numba import __version__ as numba_version
 from numba import njit, prange, types
-from numba.core import cgutils
+from numba.core import caching, cgutils
+from numba.core import config as numba_config
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
+
+
+# --------------------------------------------------------------------------- the on-disk cache
+#
+# numba's default for cache=True is the source's own __pycache__ (its
+# InTreeCacheLocator), here site-packages/softmax_bench/backends/__pycache__:
+# pip's uninstall leaves those files, and with them a softmax_bench directory
+# without __init__.py that shadows a later editable install (issue #26); a
+# read-only site-packages holds no cache at all. So the functions of this
+# package are cached under CACHE_DIR, through a locator of their own that
+# numba asks first. Other code's numba functions are left as numba places them.
+
+
+def _default_cache_root() -> str:
+    """The per-user cache directory for this package's compiled kernels:
+    $XDG_CACHE_HOME/softmax-bench/numba (~/.cache/softmax-bench/numba when
+    XDG_CACHE_HOME is unset or not absolute, as the XDG spec says), the
+    platform's own cache directory on Windows and macOS."""
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        base = os.environ["LOCALAPPDATA"]
+    elif sys.platform == "darwin":
+        base = os.path.join(os.path.expanduser("~"), "Library", "Caches")
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "softmax-bench", "numba")
+
+
+def _cache_dir() -> Optional[str]:
+    """CACHE_DIR: $NUMBA_CACHE_DIR where the user set it (numba's documented
+    setting, laid out as numba lays it out), else _default_cache_root();
+    None, after one warning, where that directory cannot be created or
+    written (or this numba has no cache locators to extend): then the
+    kernels compile in memory for this process."""
+    root = os.path.abspath(numba_config.CACHE_DIR or _default_cache_root())
+    impl = _cache_impl()
+    if not (hasattr(caching, "_CacheLocator") and hasattr(caching, "_SourceFileBackedLocatorMixin")
+            and isinstance(getattr(impl, "_locator_classes", None), list)):
+        why = f"numba {numba_version} has no cache locators to extend"
+    else:
+        try:
+            os.makedirs(root, exist_ok=True)
+            tempfile.TemporaryFile(dir=root).close()  # as numba checks a cache directory
+            return root
+        except OSError as exc:
+            why = f"{root} is not writable ({type(exc).__name__}: {exc})"
+    warnings.warn(f"softmax-bench: no on-disk cache for the numba kernels: {why}; they compile in memory, "
+                  "for this process only (set NUMBA_CACHE_DIR to a writable directory to keep them between runs)",
+                  RuntimeWarning, stacklevel=2)
+    return None
+
+
+def _cache_impl():
+    """numba's CacheImpl (_CacheImpl in older numba), whose
+    _locator_classes numba tries in order for every cached function."""
+    return getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+
+
+CACHE_DIR = _cache_dir()
+_PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
+
+if CACHE_DIR is not None:
+
+    class _UserCacheLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
+        """numba's cache locator for the functions of this package's own files:
+        CACHE_DIR/<directory name>_<hash of its path>, as numba's
+        UserProvidedCacheLocator lays out NUMBA_CACHE_DIR, so two installs
+        (or a checkout and an install) never share entries. The source stamp
+        (numba's own, from the file) still voids an entry when the file changes."""
+
+        def __init__(self, py_func, py_file):
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            self._cache_path = os.path.join(CACHE_DIR, self.get_suitable_cache_subpath(py_file))
+
+        def get_cache_path(self):
+            return self._cache_path
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            """A locator for functions defined in this package's directory, else None (numba's own choice)."""
+            if os.path.dirname(os.path.realpath(py_file)) != _PACKAGE_DIR:
+                return None
+            return super().from_function(py_func, py_file)
+
+    # First, so numba's in-tree locator never sees our functions (as long as
+    # CACHE_DIR, checked above, stays writable: where it stops being, numba
+    # falls back to its own choice); a copy left by an earlier import of this
+    # module (a reload) is replaced. numba's NUMBA_CACHE_LOCATOR_CLASSES
+    # (newer versions), where a user sets it, replaces the whole list.
+    _locators = _cache_impl()._locator_classes
+    _locators[:] = [c for c in _locators if c.__qualname__ != _UserCacheLocator.__qualname__
+                    or c.__module__ != _UserCacheLocator.__module__]
+    _locators.insert(0, _UserCacheLocator)
+
 
 # Only "contract" (fuse a*b + c into one FMA, which rounds once instead of
 # twice). Not "reassoc": it would let LLVM rewrite (x - n*hi) - n*lo, the
@@ -65,7 +171,12 @@ def _jit(**options):
     ``error_model="numpy"``: x / 0 is inf or NaN as IEEE says, not Python's
     ZeroDivisionError (a fully masked row divides 0 by 0 and must give NaN),
     and no zero test is compiled into every division.
+
+    ``cache=True`` caches under CACHE_DIR; without one (not writable), it is
+    dropped: the function compiles in memory.
     """
+    if CACHE_DIR is None:
+        options.pop("cache", None)
     return njit(fastmath=FASTMATH, error_model="numpy", **options)
 
 # Independent accumulators per row, on the stack. 64 is four AVX-512 vectors
@@ -832,11 +943,11 @@ def _shipped_exp(a):
     raise NotImplementedError("only callable from compiled code")
 
 
-@overload(_shipped_exp, jit_options={"cache": True})
+@overload(_shipped_exp, jit_options={"cache": CACHE_DIR is not None})
 def _shipped_exp_typed(a):
     """_shipped_exp for a's array type: exp_params is read here, once, when
     numba compiles the caller; its values end up in the machine code (and
-    with it in numba's on-disk cache, which a change to this file voids)."""
+    with it in numba's on-disk cache (CACHE_DIR), which a change to this file voids)."""
     params = exp_params(str(a.dtype))
     constants, poly_unshifted, poly_shifted = params.constants, *params.poly
     return lambda a: (constants, poly_unshifted, poly_shifted)
