@@ -155,6 +155,10 @@ class Adapter:
     def release_cached(self, device: str) -> None:
         """Hand back the device memory the library's allocator keeps for reuse (nothing on a CPU)."""
 
+    def planned_peak(self, fn: Callable, args: tuple) -> Optional[int]:
+        """Device bytes the compiler plans for ``fn(*args)`` beyond its arguments, where a compiler plans them."""
+        return None
+
 
 class TorchAdapter(Adapter):
     library = "torch"
@@ -339,6 +343,14 @@ class JaxAdapter(Adapter):
         # JAX arrays are immutable: a new one each time (XLA reuses the freed buffer).
         jnp = self.jax.numpy
         return (source * jnp.float32(scale)).astype(getattr(jnp, dtype))
+
+    def planned_peak(self, fn: Callable, args: tuple) -> Optional[int]:
+        # XLA's buffer assignment for the whole call (jitted functions inside are inlined):
+        # outputs and temporaries, less what aliases an argument. JAX keeps no peak it can reset.
+        stats = self.jax.jit(fn).lower(*args).compile().memory_analysis()
+        if stats is None:
+            return None
+        return int(stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
 
     def randn(self, shape: tuple, dtype: str, device: str, seed: int) -> Any:
         jnp = self.jax.numpy

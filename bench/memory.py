@@ -164,7 +164,8 @@ def peak_method(library: str, device: str) -> str:
 
 
 def peak_memory(adapter: adapters.Adapter, device: str, call: Callable[[], Any],
-                release: Optional[Callable[[], None]] = None) -> dict[str, Any]:
+                release: Optional[Callable[[], None]] = None,
+                planned: Optional[Callable[[], Optional[int]]] = None) -> dict[str, Any]:
     """Peak memory of one completed ``call()`` beyond its inputs, by one method for every library.
 
     ``peak_bytes`` (``peak_method``): on a CPU the resident set's high-water
@@ -173,7 +174,10 @@ def peak_memory(adapter: adapters.Adapter, device: str, call: Callable[[], Any],
     library has its own figure, ``peak_library_bytes`` (``peak_library_method``):
     tracemalloc for NumPy on a CPU. Each is a separate call, each after
     ``release()`` (the backend's: memory it keeps between calls, which the
-    call would otherwise reuse unseen).
+    call would otherwise reuse unseen). A GPU library without a resettable
+    peak (JAX) gives the compiler's plan instead, ``planned()``: the
+    outputs and temporaries XLA allocates for the call (``peak_method``
+    "compiled plan").
     """
     release = release or (lambda: None)
     found: dict[str, Any] = {"peak_bytes": None, "peak_method": peak_method(adapter.library, device),
@@ -186,6 +190,13 @@ def peak_memory(adapter: adapters.Adapter, device: str, call: Callable[[], Any],
             peak = adapter.peak_memory(device)
         except Exception:  # a library without peak statistics
             peak = None
+        if peak is None and planned is not None:
+            try:
+                peak = planned()
+            except Exception:  # a call the compiler cannot lower on its own
+                peak = None
+            if peak is not None:
+                found["peak_method"] = "compiled plan"
         found["peak_bytes"] = None if peak is None else max(int(peak), 0)
         return found
     release()

@@ -231,7 +231,8 @@ def _measure(
     # and nothing else: the cold rotation's other inputs are released first.
     inputs.release_all_but_one()
     args = inputs.args[0]
-    peak = peak_memory(adapter, device, lambda: prepared.call(args), workload.backend.release)
+    peak = peak_memory(adapter, device, lambda: prepared.call(args), workload.backend.release,
+                       planned=lambda: adapter.planned_peak(workload.fn, args))
     model = workload.byte_model
     moved = model.bytes(rows, vocab, info(dtype).itemsize)
     fields = asdict(timing)

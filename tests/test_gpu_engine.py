@@ -171,3 +171,31 @@ def test_measure_hands_back_cached_device_memory_even_when_the_unit_fails(monkey
     assert timing.measure("torch-fused", "cuda", "float32", 4, 64, "warm", TINY) == {"median_s": 1.0}
     assert timing.measure("torch-fused", "cpu", "float32", 4, 64, "warm", TINY) == {"median_s": 1.0}
     assert released == ["cuda", "cuda"]  # after each GPU unit, never on the CPU
+
+
+# ------------------------------------------------------------ JAX's planned peak
+
+def test_jax_planned_peak_counts_outputs_and_temporaries():
+    jax = pytest.importorskip("jax")
+    adapter = adapters.get("jax")
+    x = adapter.from_numpy(np.ones((64, 1000)), "cpu", "float32")
+    one = adapter.planned_peak(lambda a: jax.nn.softmax(a, axis=-1), (x,))
+    two = adapter.planned_peak(lambda a: (jax.nn.softmax(a, axis=-1), jax.nn.log_softmax(a, axis=-1)), (x,))
+    assert 64 * 1000 * 4 <= one < 2 * 64 * 1000 * 4  # the output, and a row's worth of temporaries
+    assert two >= 2 * 64 * 1000 * 4  # a second output is counted
+
+
+def test_peak_memory_falls_back_to_the_plan_only_without_an_allocator_peak():
+    from softmax_bench.memory import peak_memory
+
+    class NoPeak(adapters.Adapter):
+        def peak_memory(self, device):
+            return None
+
+    class Peak(NoPeak):
+        def peak_memory(self, device):
+            return 123
+
+    assert peak_memory(NoPeak(), "cuda", lambda: None, planned=lambda: 456)["peak_method"] == "compiled plan"
+    assert peak_memory(NoPeak(), "cuda", lambda: None, planned=lambda: 456)["peak_bytes"] == 456
+    assert peak_memory(Peak(), "cuda", lambda: None, planned=lambda: 456)["peak_bytes"] == 123
