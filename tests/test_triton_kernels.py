@@ -39,7 +39,7 @@ pytestmark = pytest.mark.skipif(
 WORKER = Path(__file__).resolve().parent / "triton_worker.py"
 DTYPES = ("float32", "float16", "bfloat16")
 OPS = ("softmax", "log_softmax")
-PATHS = ("fused", "online")
+PATHS = ("fused", "online", "looping")
 
 
 def _edge_rows() -> np.ndarray:
@@ -79,6 +79,7 @@ def _jobs() -> list[dict]:
     ]
     jobs += [dict(case="large-logits-float32", impl="no-shift", path="fused", dtype="float32", op=op) for op in OPS]
     jobs += [dict(case="masked-prefix", impl="no-guard", path="online", dtype="float32", op=op) for op in OPS]
+    jobs += [dict(case="odd-width", impl="no-loop", path="looping", dtype="float32", op=op) for op in OPS]
     for job in jobs:
         job["id"] = "|".join(job[k] for k in ("impl", "path", "case", "dtype", "op"))
     return jobs
@@ -118,7 +119,8 @@ def test_edge_rows_are_what_torch_gives(outputs):
 
 
 @pytest.mark.parametrize("op", OPS)
-@pytest.mark.parametrize("impl, path, case", [("no-shift", "fused", "large-logits-float32"), ("no-guard", "online", "masked-prefix")])
+@pytest.mark.parametrize("impl, path, case", [("no-shift", "fused", "large-logits-float32"), ("no-guard", "online", "masked-prefix"),
+                                              ("no-loop", "looping", "odd-width")])
 def test_planted_bugs_fail_the_same_assertion(outputs, impl, path, case, op):
     """Negative controls: the assertion the real kernels pass rejects each planted bug."""
     with pytest.raises(AssertionError):
@@ -131,8 +133,8 @@ def test_planted_bugs_fail_the_same_assertion(outputs, impl, path, case, op):
 COMPILE_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
 
-def compile_for(kernel, arch: int, dtype: str, constexprs: dict, num_warps: int):
-    """Compile ``kernel`` to a cubin for ``sm_<arch>`` with Triton's own compiler."""
+def compile_for(kernel, arch: int, dtype: str, constexprs: dict, num_warps: int, ints: tuple = ("n",)):
+    """Compile ``kernel`` to a cubin for ``sm_<arch>`` with Triton's own compiler (``ints``: its int32 arguments)."""
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         pytest.skip("TRITON_INTERPRET is set in this process: nothing would be compiled")
     import triton
@@ -143,7 +145,7 @@ def compile_for(kernel, arch: int, dtype: str, constexprs: dict, num_warps: int)
     except ImportError as exc:
         pytest.skip(f"this triton has no ahead-of-time compile API ({exc})")
     ty = COMPILE_DTYPES[dtype]
-    signature = {"x_ptr": f"*{ty}", "y_ptr": f"*{ty}", "n": "i32", **{k: "constexpr" for k in constexprs}}
+    signature = {"x_ptr": f"*{ty}", "y_ptr": f"*{ty}", **{k: "i32" for k in ints}, **{k: "constexpr" for k in constexprs}}
     source = ASTSource(kernel, signature=signature, constexprs=constexprs)
     return triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
 
@@ -157,8 +159,11 @@ def test_kernels_compile_for_the_gpu(arch, dtype):
     for log in (False, True):
         block = kernels.FUSED_MAX  # the widest row the fused kernel takes: the most registers
         fused = compile_for(kernels.fused_kernel, arch, dtype, {"BLOCK": block, "LOG": log}, kernels.num_warps(block))
-        online = compile_for(kernels.online_kernel, arch, dtype, {"CHUNK": kernels.CHUNK, "LOG": log}, kernels.num_warps(kernels.CHUNK))
-        for compiled in (fused, online):
+        online = compile_for(kernels.online_kernel, arch, dtype, {"CHUNK": kernels.CHUNK, "LOG": log},
+                             kernels.num_warps(kernels.CHUNK), ints=("n", "rows"))
+        looping = compile_for(kernels.online_kernel, arch, dtype, {"CHUNK": kernels.CHUNK, "LOG": log},
+                              kernels.PERSISTENT_WARPS, ints=("n", "rows"))
+        for compiled in (fused, online, looping):
             assert compiled.asm["cubin"] and "st.local" not in compiled.asm["ptx"]  # built; no local-memory arrays
 
 

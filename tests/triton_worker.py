@@ -21,14 +21,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from softmax_bench.backends import _triton_kernels as kernels  # noqa: E402
-from triton_planted import no_guard_online, no_shift_fused  # noqa: E402
+from triton_planted import no_guard_online, no_loop_online, no_shift_fused  # noqa: E402
 
 IMPLS = {
     "real": {},
     "no-shift": {"fused": no_shift_fused},
     "no-guard": {"online": no_guard_online},
+    "no-loop": {"online": no_loop_online},
 }
-PATHS = {"fused": {}, "online": {"fused_max": 0, "chunk": 128}}  # 128-wide tiles: many per row
+# 128-wide tiles: many per row; "looping": two programs take every row between them.
+PATHS = {"fused": {}, "online": {"fused_max": 0, "chunk": 128}, "looping": {"fused_max": 0, "chunk": 128, "programs": 2}}
 
 
 def run(job: dict, x: np.ndarray) -> np.ndarray:
