@@ -24,8 +24,9 @@ The pieces, bottom up:
 - ``run_sharded``: the correctness entry point. Full NumPy float64 inputs in,
   the gathered output (one NumPy array in the backend's dtype) out.
 - ``time_sharded``: the timing entry point. Every rank builds its shard of
-  random inputs; each sample is a barrier, ``inner`` calls and the device's
-  completion; the sample time is the slowest rank's.
+  random inputs and runs the one timer (``timer.time_calls``) with an
+  ``InStepSampler``: each sample is a barrier, ``inner`` calls and the
+  device's completion; the sample time is the slowest rank's.
 
 Call ``run_sharded`` and ``time_sharded`` from the main process, not through an
 ``IsolatedExecutor`` worker: they start (and isolate) their own processes,
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import math
 import multiprocessing as mp
 import os
 import shutil
@@ -53,11 +53,13 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import adapters, registry
-from .timer import DEFAULT_BUDGET
+from . import adapters, registry, timer
 from .backend import IGNORE_INDEX
+from .dtypes import info
 from .errors import describe_exception
-from .isolation import BackendFailure, _death_reason, _failure_from, _limit_memory
+from .isolation import BackendFailure, death_reason, failure_from, limit_memory
+from .memory import MAX_BUFFERS, buffer_count, llc_bytes
+from .timer import DEFAULT_BUDGET
 
 # What run_sharded checks, and the inputs each op takes (full NumPy arrays).
 VALUE_OPS = ("softmax", "log_softmax")
@@ -332,7 +334,7 @@ def _destroy_group() -> None:
 
 
 def _error_payload(exc: BaseException) -> tuple[str, str, Optional[str], str]:
-    failure = _failure_from(exc)
+    failure = failure_from(exc)
     inside = getattr(exc, "_softmax_bench_collective", None)
     return failure.reason, failure.kind, inside, traceback.format_exc(limit=-3)
 
@@ -342,7 +344,7 @@ def _rank_main(conn: Connection, rank: int, world_size: int, device: str, init_m
     # Ctrl-C belongs to the parent, which kills the ranks itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if device == "cpu":
-        _limit_memory(memory_limit)
+        limit_memory(memory_limit)
     try:
         ctx = _setup_rank(rank, world_size, rank, device, init_method, timeout, threads, state)
     except BaseException as exc:
@@ -382,7 +384,7 @@ def _rank_failure(rank: int, reason: str, kind: str) -> BackendFailure:
 
 def _rank_death(rank: int, exitcode: Optional[int]) -> BackendFailure:
     """A rank process that ended without answering: "rank 1 died on SIGKILL", "rank 1 exited with status 3"."""
-    return BackendFailure(_death_reason(exitcode).reason.replace("worker", f"rank {rank}", 1), "crashed")
+    return death_reason(exitcode, f"rank {rank}")
 
 
 class RankGroup:
@@ -869,78 +871,80 @@ def run_sharded(
 # --------------------------------------------------------------------------- timing
 
 
-MAX_INNER = 10**6
-MAX_WARMUP_CALLS = 10**4
+class InStepSampler:
+    """``timer.time_calls``'s sampler on one rank: every rank takes each sample in step; it lasts as long as the slowest rank's.
 
-
-class _Clock:
-    """Samples taken in step on every rank: barrier, ``n`` calls, completion, then the slowest rank's time.
-
-    Every decision (warm-up length, ``inner``, when to stop) is taken on
-    all-reduced values, identical on every rank, so every rank makes the
-    same calls and the collectives inside them stay matched.
+    ``time_calls`` runs on every rank of the group with one of these around
+    the rank's own ``timer.LocalSampler`` (its calls on its own inputs, the
+    device's completion, its own clock). A sample is a barrier, the local
+    sample, then one all_reduce MAX of [elapsed, wall time since the previous
+    sample]: the sample's time is the slowest rank's, and ``clock()`` sums
+    the slowest wall times. The timer decides (warm-up length, ``inner``,
+    when to stop) on these values only, identical on every rank, so every
+    rank makes the same calls and the collectives inside them stay matched;
+    a rank's own clock would let one rank stop a sample before the others.
     """
 
-    def __init__(self, ctx: RankContext, device: str):
-        import torch
+    def __init__(self, ctx: RankContext, local: timer.LocalSampler):
+        self.ctx, self.local = ctx, local
+        self.mine: list[float] = []  # this rank's own seconds per call, one per sample taken (load imbalance)
+        self._agreed = 0.0
+        self._mark = time.perf_counter()
+
+    def __call__(self, n: int, warm_up: bool = False) -> float:
         import torch.distributed as dist
 
-        self.torch, self.dist, self.ctx, self.device = torch, dist, ctx, device
-        self.mine: list[float] = []  # this rank's own per-call times, for the per-rank figures
-
-    def completion(self) -> None:
-        if self.device == "cuda":
-            self.torch.cuda.synchronize()
-
-    def slowest(self, seconds: float) -> float:
-        t = self.torch.tensor([seconds], dtype=self.torch.float64, device=self.device)
-        self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX, group=self.ctx.group)
-        return float(t.item())
-
-    def sample(self, call: Callable[[], Any], n: int) -> float:
-        """Seconds for ``n`` calls on the slowest rank (each rank's own clock, all-reduced with MAX)."""
-        self.dist.barrier(group=self.ctx.group)
-        clock = time.perf_counter
-        start = clock()
-        for _ in range(n):
-            out = call()
-        self.completion()
-        mine = clock() - start
-        del out
+        dist.barrier(group=self.ctx.group)
+        mine = self.local(n, warm_up)
+        now = time.perf_counter()
+        wall, self._mark = now - self._mark, now
         self.mine.append(mine / n)
-        return self.slowest(mine)
+        elapsed, wall = _slowest(self.ctx, mine, wall)
+        self._agreed += wall
+        return elapsed
+
+    def clock(self) -> float:
+        """Seconds since this sampler was made, as the slowest rank saw them at the last sample: equal on every rank."""
+        return self._agreed
 
 
-def _time_loop(clock: _Clock, call: Callable[[], Any], budget: Any, first: float) -> dict[str, Any]:
-    """Warm-up, calibration and samples of ``call`` (as ``timer.time_calls``, in step across ranks)."""
-    spent, calls, singles = first, 1, []
-    while (calls < budget.warmup_calls or spent < budget.warmup_s) and calls < MAX_WARMUP_CALLS:
-        t = clock.sample(call, 1)
-        singles.append(t)
-        spent += t
-        calls += 1
-    per_call = max(float(np.median(singles)) if singles else first, 1e-9)
-    inner = min(MAX_INNER, max(1, math.ceil(budget.min_sample_s / per_call)))
-    clock.mine = []
-    samples: list[float] = []
-    total = 0.0
-    for _ in range(5):
-        elapsed = clock.sample(call, inner)
-        total += elapsed
-        if elapsed >= budget.min_sample_s:
-            samples.append(elapsed / inner)
-            break
-        clock.mine = []
-        inner = min(MAX_INNER, max(inner + 1, math.ceil(inner * 1.2 * budget.min_sample_s / max(elapsed, 1e-9))))
-    while len(samples) < budget.repeats:
-        elapsed = clock.sample(call, inner)
-        total += elapsed
-        samples.append(elapsed / inner)
-        if len(samples) >= budget.min_repeats and total > budget.max_s:
-            break
-    q1, median, q3 = np.percentile(samples, [25, 50, 75])
-    return {"median_s": float(median), "iqr_s": float(q3 - q1), "repeats": len(samples), "inner": inner,
-            "samples_s": samples, "rank_median_s": float(np.median(clock.mine)) if clock.mine else None}
+def _slowest(ctx: RankContext, *seconds: float) -> list[float]:
+    """The largest value of each of ``seconds`` over the ranks (one all_reduce MAX)."""
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(seconds, dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=ctx.group)
+    return [float(v) for v in t.tolist()]
+
+
+def _time_in_step(ctx: RankContext, fn: Callable, inputs: list, budget: Any,
+                  first: Optional[float] = None) -> tuple[timer.Timing, Optional[float]]:
+    """``fn(*args)`` over ``inputs`` timed by the one timer, in step on every rank, and this rank's own median per call."""
+    adapter = adapters.get("torch")
+    local = timer.LocalSampler(fn, inputs, lambda out: adapter.wait(out, ctx.device), adapter.ordered)
+    sampler = InStepSampler(ctx, local)
+    timing = timer.time_calls(budget=budget, first=first, sampler=sampler)
+    # The timer keeps the last ``repeats`` samples (see timer._calibrate): this rank's share of them.
+    mine = sampler.mine[-timing.repeats:]
+    return timing, timer.median(mine) if mine else None
+
+
+def _first_call(ctx: RankContext, fn: Callable, args: tuple) -> tuple[float, list[tuple[str, int, tuple, Any, Any]], Any]:
+    """The first call, alone and metered: the slowest rank's seconds, the collectives it made, its output."""
+    import torch.distributed as dist
+
+    adapter = adapters.get("torch")
+    m = meter()
+    dist.barrier(group=ctx.group)
+    m.start()
+    start = time.perf_counter()
+    try:
+        out = adapter.wait(fn(*args), ctx.device)
+    finally:
+        calls = m.stop()
+    mine = time.perf_counter() - start
+    return _slowest(ctx, mine)[0], calls, out
 
 
 def _replay(calls: list[tuple[str, int, tuple, Any, Any]], device: str, group: Any) -> Optional[Callable[[], Any]]:
@@ -963,12 +967,15 @@ def _replay(calls: list[tuple[str, int, tuple, Any, Any]], device: str, group: A
     return call
 
 
-def _sharded_timing(ctx: RankContext, backend_name: str, plugin_files: tuple, dtype: str, op: str, pass_: str,
-                    rows: int, vocab: int, budget: Any, seed: int, measure_comm: bool) -> dict[str, Any]:
-    """One rank's part of ``time_sharded``."""
+def _timed_op(ctx: RankContext, backend: Any, dtype: str, op: str, pass_: str, rows: int, vocab: int,
+              seed: int) -> tuple[Callable, tuple, Callable[[Any], None]]:
+    """What one rank times for ``op`` in ``pass_``: ``fn``, the arg tuple of its own inputs, and the check of an output.
+
+    ``fn(*args)`` is the timed call; everything else (targets, the upstream
+    loss gradient, saved forward outputs) is made here, before any timing.
+    """
     import torch
 
-    backend = _vocab_backend(backend_name, plugin_files)
     adapter = adapters.get("torch")
     device = ctx.device
     shard = ctx.shard(vocab)
@@ -977,77 +984,89 @@ def _sharded_timing(ctx: RankContext, backend_name: str, plugin_files: tuple, dt
     # the upstream loss gradient) comes from one seed shared by all.
     x = adapter.randn(local, dtype, device, seed * 7919 + ctx.rank)
     shared = torch.Generator().manual_seed(seed)
-    where = f"{backend_name} {op} {pass_} on rank {ctx.rank}"
+    where = f"{backend.name} {op} {pass_} on rank {ctx.rank}"
+
+    def check_local(out: Any) -> None:
+        _check_tensor(out, local, dtype, device, where)
 
     if op in ("softmax", "log_softmax"):
         forward = _needs(backend, op, op)
-        vjp = _needs(backend, f"{op}_vjp", f"{op} {pass_}") if pass_ != "fwd" else None
-        dy = adapter.randn(local, dtype, device, seed * 7919 + 104729 + ctx.rank) if vjp else None
         if pass_ == "fwd":
-            call = lambda: forward(x, axis=-1, shard=shard)  # noqa: E731
-        elif pass_ == "bwd":
-            y = forward(x, axis=-1, shard=shard)  # the saved forward output, made before any timing
-            call = lambda: vjp(y, dy, axis=-1, shard=shard)  # noqa: E731
-        else:
-            call = lambda: vjp(forward(x, axis=-1, shard=shard), dy, axis=-1, shard=shard)  # noqa: E731
-        check = lambda out: _check_tensor(out, local, dtype, device, where)  # noqa: E731
-    else:
-        target = torch.randint(0, max(vocab, 1), (rows,), generator=shared).to(device)
-        dloss = torch.randn((rows,), generator=shared, dtype=torch.float32).to(device=device, dtype=getattr(torch, dtype))
-        if pass_ == "fwd":
-            ce = _needs(backend, "cross_entropy", "cross_entropy fwd")
-            call = lambda: ce(x, target, ignore_index=IGNORE_INDEX, shard=shard)  # noqa: E731
-            check = lambda out: _check_tensor(out, (rows,), dtype, device, where)  # noqa: E731
-        elif pass_ == "bwd":
-            # The VJP given the saved forward output: the log_softmax VJP with
-            # dy = -onehot(target) * dloss, as autograd would feed it.
-            log_softmax = _needs(backend, "log_softmax", "cross_entropy bwd")
-            vjp = _needs(backend, "log_softmax_vjp", "cross_entropy bwd")
-            y = log_softmax(x, axis=-1, shard=shard)
-            dy = torch.zeros(local, dtype=x.dtype, device=device)
-            owned = (target >= shard.start) & (target < shard.stop)
-            idx = torch.nonzero(owned).flatten()
-            dy[idx, target[idx] - shard.start] = -dloss[idx]
-            call = lambda: vjp(y, dy, axis=-1, shard=shard)  # noqa: E731
-            check = lambda out: _check_tensor(out, local, dtype, device, where)  # noqa: E731
-        else:
-            fused = _needs(backend, "cross_entropy_fwd_bwd", "cross_entropy full")
-            call = lambda: fused(x, target, dloss, ignore_index=IGNORE_INDEX, shard=shard)  # noqa: E731
+            return (lambda x: forward(x, axis=-1, shard=shard)), (x,), check_local
+        vjp = _needs(backend, f"{op}_vjp", f"{op} {pass_}")
+        dy = adapter.randn(local, dtype, device, seed * 7919 + 104729 + ctx.rank)
+        if pass_ == "bwd":
+            y = forward(x, axis=-1, shard=shard)  # the saved forward output
+            return (lambda y, dy: vjp(y, dy, axis=-1, shard=shard)), (y, dy), check_local
+        return (lambda x, dy: vjp(forward(x, axis=-1, shard=shard), dy, axis=-1, shard=shard)), (x, dy), check_local
 
-            def check(out: Any) -> None:
-                if not isinstance(out, tuple) or len(out) != 2:
-                    raise BackendFailure(f"{where}: cross_entropy_fwd_bwd must return (loss, dlogits)", "invalid")
-                _check_tensor(out[0], (rows,), dtype, device, where + " (loss)")
-                _check_tensor(out[1], local, dtype, device, where + " (dlogits)")
+    target = torch.randint(0, max(vocab, 1), (rows,), generator=shared).to(device)
+    dloss = torch.randn((rows,), generator=shared, dtype=torch.float32).to(device=device, dtype=getattr(torch, dtype))
+    if pass_ == "fwd":
+        ce = _needs(backend, "cross_entropy", "cross_entropy fwd")
+        return ((lambda x: ce(x, target, ignore_index=IGNORE_INDEX, shard=shard)), (x,),
+                lambda out: _check_tensor(out, (rows,), dtype, device, where))
+    if pass_ == "bwd":
+        # The VJP given the saved forward output: the log_softmax VJP with
+        # dy = -onehot(target) * dloss, as autograd would feed it.
+        log_softmax = _needs(backend, "log_softmax", "cross_entropy bwd")
+        vjp = _needs(backend, "log_softmax_vjp", "cross_entropy bwd")
+        y = log_softmax(x, axis=-1, shard=shard)
+        dy = torch.zeros(local, dtype=x.dtype, device=device)
+        owned = (target >= shard.start) & (target < shard.stop)
+        idx = torch.nonzero(owned).flatten()
+        dy[idx, target[idx] - shard.start] = -dloss[idx]
+        return (lambda y, dy: vjp(y, dy, axis=-1, shard=shard)), (y, dy), check_local
+    fused = _needs(backend, "cross_entropy_fwd_bwd", "cross_entropy full")
 
-    clock = _Clock(ctx, device)
-    # The first call, alone and metered: it counts the collectives and their bytes.
-    m = meter()
-    clock.dist.barrier(group=ctx.group)
-    m.start()
-    start = time.perf_counter()
-    try:
-        out = call()
-        clock.completion()
-    finally:
-        calls = m.stop()
-    first_mine = time.perf_counter() - start
+    def check_fused(out: Any) -> None:
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise BackendFailure(f"{where}: cross_entropy_fwd_bwd must return (loss, dlogits)", "invalid")
+        _check_tensor(out[0], (rows,), dtype, device, where + " (loss)")
+        _check_tensor(out[1], local, dtype, device, where + " (dlogits)")
+
+    return (lambda x: fused(x, target, dloss, ignore_index=IGNORE_INDEX, shard=shard)), (x,), check_fused
+
+
+def _rotation(args: tuple, buffers: int) -> list[tuple]:
+    """``buffers`` arg tuples equal to ``args``, each in its own memory (the cold-cache rotation), or ``[args]``."""
+    if buffers <= 1:
+        return [args]
+    adapter = adapters.get("torch")
+    return list(zip(*(adapter.replicate(a, buffers) for a in args)))
+
+
+def _sharded_timing(ctx: RankContext, backend_name: str, plugin_files: tuple, dtype: str, op: str, pass_: str,
+                    rows: int, vocab: int, budget: Any, seed: int, measure_comm: bool,
+                    buffers: int = 1) -> dict[str, Any]:
+    """One rank's part of ``time_sharded``."""
+    backend = _vocab_backend(backend_name, plugin_files)
+    fn, args, check = _timed_op(ctx, backend, dtype, op, pass_, rows, vocab, seed)
+    inputs = _rotation(args, buffers)
+    first, calls, out = _first_call(ctx, fn, inputs[0])
     check(out)
     del out
-    first = clock.slowest(first_mine)
-    fields = _time_loop(clock, call, budget, first)
-    fields.update(first_call_s=first, collectives=len(calls), comm_bytes=sum(c[1] for c in calls),
-                  collective_names=[c[0] for c in calls])
+    timing, rank_median = _time_in_step(ctx, fn, inputs, budget, first)
+    fields: dict[str, Any] = dict(
+        median_s=timing.median_s, iqr_s=timing.iqr_s, repeats=timing.repeats, inner=timing.inner,
+        samples_s=timing.samples_s, rank_median_s=rank_median, first_call_s=first, collectives=len(calls),
+        comm_bytes=sum(c[1] for c in calls), collective_names=[c[0] for c in calls],
+    )
     if measure_comm:
-        replay = _replay(calls, device, ctx.group)
-        comm = None
-        if replay is not None and calls:
-            replay()
-            comm = _time_loop(_Clock(ctx, device), replay, budget, clock.slowest(0.0))
-        fields["comm_median_s"] = comm["median_s"] if comm else (0.0 if not calls else None)
-        fields["comm_iqr_s"] = comm["iqr_s"] if comm else None
+        # A separate measurement: the same collectives alone, timed by the same timer.
+        replay = _replay(calls, ctx.device, ctx.group) if calls else None
+        comm = _time_in_step(ctx, lambda: replay(), [()], budget)[0] if replay is not None else None
+        fields["comm_median_s"] = comm.median_s if comm else (0.0 if not calls else None)
+        fields["comm_iqr_s"] = comm.iqr_s if comm else None
     fields["host"] = socket.gethostname()
     return fields
+
+
+def cold_buffers(rows: int, vocab: int, world_size: int, dtype: str, mode: str, llc: int) -> int:
+    """Input sets each rank rotates through in ``mode``: 1 warm; cold, enough that the widest
+    rank's shard exceeds ``memory.COLD_FACTOR`` x its device's last-level cache ``llc``."""
+    widest = max(stop - start for start, stop in split(vocab, world_size))
+    return buffer_count(rows * widest * info(dtype).itemsize, mode, llc)
 
 
 def time_sharded(
@@ -1067,6 +1086,8 @@ def time_sharded(
     seed: int = 0,
     measure_comm: bool = True,
     memory_limit: Optional[int] = None,
+    mode: str = "warm",
+    llc: Optional[int] = None,
 ) -> dict[str, Any]:
     """Time one vocabulary-parallel op on ``world_size`` ranks: the slowest rank's time per call.
 
@@ -1082,14 +1103,21 @@ def time_sharded(
     - full: both in one call (softmax then its VJP; cross_entropy:
       ``cross_entropy_fwd_bwd``).
 
+    ``mode`` is warm (every call on the same inputs) or cold: each rank
+    rotates through copies of its inputs in distinct memory, enough that the
+    widest shard's copies exceed twice the last-level cache ``llc`` (default:
+    the device's, ``memory.llc_bytes``), as the single-process cold mode does.
+
     The first call is timed alone, metered (the collectives it makes, counted
     through a shim around torch.distributed) and checked (shape, dtype,
-    device). Then warm-up, calibration of ``inner``, and samples, each a
-    barrier, ``inner`` calls and the device's completion, timed by every rank
-    on its own clock and all-reduced with MAX: a sample is as slow as the
-    slowest rank. ``budget`` is a ``timer.Budget`` (or anything with its
-    fields). With ``measure_comm`` the same collectives
-    (same shapes, dtypes and reduce ops, no compute) are timed alone.
+    device). Then ``timer.time_calls`` on every rank, with an
+    ``InStepSampler``: warm-up, calibration of ``inner`` and samples as for
+    any backend, each sample a barrier, ``inner`` calls and the device's
+    completion, timed by every rank on its own clock and all-reduced with
+    MAX: a sample is as slow as the slowest rank. ``budget`` is a
+    ``timer.Budget`` (or anything with its fields). With ``measure_comm`` the
+    same collectives (same shapes, dtypes and reduce ops, no compute) are
+    timed alone, by the same timer.
 
     Returns median_s, iqr_s, repeats, inner, first_call_s (each the slowest
     rank's), samples_s, world_size, collectives (per call), comm_bytes (bytes
@@ -1098,27 +1126,34 @@ def time_sharded(
     collective_names, comm_median_s and comm_iqr_s (the collectives alone;
     None when they are not all all_reduces), comm_share (comm_median_s /
     median_s), rank_median_s (each rank's own median per call: load imbalance),
-    shards (columns per rank), threads (torch threads per rank on CPU), and
-    op, pass, rows, vocab, dtype, device, backend, hosts. Failures as in
-    ``run_sharded``.
+    shards (columns per rank), threads (torch threads per rank on CPU),
+    buffers and llc_bytes (the rotation), and op, pass, mode, rows, vocab,
+    dtype, device, backend, hosts. Failures as in ``run_sharded``.
     """
     if op not in TIMED_OPS:
         raise ValueError(f"unknown op {op!r} to time; valid: {', '.join(TIMED_OPS)}")
     if pass_ not in PASSES:
         raise ValueError(f"unknown pass {pass_!r}; valid: {', '.join(PASSES)}")
+    if mode not in ("warm", "cold"):
+        raise ValueError(f"unknown mode {mode!r}; valid: warm, cold")
     if rows < 1 or vocab < 1:
         raise ValueError(f"rows and vocab must be positive, not {rows} x {vocab}")
     _vocab_backend(backend_name, plugin_files)
+    llc = llc or llc_bytes(device)
+    buffers = cold_buffers(rows, vocab, world_size, dtype, mode, llc)
+    if buffers > MAX_BUFFERS:
+        raise ValueError(f"cold mode at {rows}x{vocab} {dtype} on {world_size} ranks needs {buffers} buffers "
+                         f"(more than {MAX_BUFFERS})")
     with _group(group, world_size, device, timeout, memory_limit) as ranks:
         per_rank = ranks.run(_sharded_timing, backend_name, tuple(plugin_files), dtype, op, pass_, rows, vocab,
-                             budget, seed, measure_comm)
+                             budget, seed, measure_comm, buffers)
         threads = ranks.threads
     result = dict(per_rank[0])
     result.pop("host", None)
     result.update(
-        backend=backend_name, device=device, dtype=dtype, op=op, **{"pass": pass_}, rows=rows, vocab=vocab,
+        backend=backend_name, device=device, dtype=dtype, op=op, **{"pass": pass_}, mode=mode, rows=rows, vocab=vocab,
         world_size=world_size, shards=[stop - start for start, stop in split(vocab, world_size)],
-        threads=threads, rank_median_s=[r["rank_median_s"] for r in per_rank],
+        threads=threads, buffers=buffers, llc_bytes=llc, rank_median_s=[r["rank_median_s"] for r in per_rank],
         collectives=max(r["collectives"] for r in per_rank), comm_bytes=max(r["comm_bytes"] for r in per_rank),
         hosts=[r["host"] for r in per_rank],
     )

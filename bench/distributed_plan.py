@@ -2,8 +2,9 @@
 
 A vocabulary-parallel backend is checked and timed the same way as any
 other, once per world size asked (``--world-size``): its check records carry
-the exact-reference figures of the gathered output, its timing records the
-slowest rank's time, the collective count and the bytes each rank sends.
+the exact-reference figures of the gathered output, its timing records (warm
+and cold, as any backend's) the slowest rank's time, the collective count and
+the bytes each rank sends.
 The ranks of each (device, world size) are one ``distributed.RankGroup``,
 started once and reused; the group is the isolation (a rank that hangs or
 dies is that unit's recorded failure, and every rank of the group goes with
@@ -24,12 +25,15 @@ from .checks import base_record, failure_record
 from .execute import route
 from .dtypes import info
 from .figures import evaluate, inputs_for
+from .memory import MAX_BUFFERS, llc_bytes
 from .records import TimingRecord
 from .registry import cached
 from .selection import Target
 from .sizes import Size
 from .suite import Unit
 from .timer import Budget
+from .timing import ceiling_margin, suspicion
+from .timing_plan import skip_reason
 from .workloads import BYTE_MODELS
 
 
@@ -114,37 +118,66 @@ def check_units(targets: Sequence[Target], chosen: Sequence[Case], plugin_files:
 
 def timing_units(targets: Sequence[Target], items: Sequence[tuple[Size, str, str, str]], plugin_files: Sequence[str],
                  world_sizes: Sequence[int], groups: Groups, budget: Budget) -> list[Unit]:
-    """One unit per (distributed target, world size, size, op, pass); the mode is warm (the ranks' own buffers)."""
+    """One unit per (distributed target, world size, size, mode, op, pass) the backend has.
+
+    Both modes, as for any backend: warm times every call on each rank's
+    same inputs; cold rotates each rank's inputs through copies that exceed
+    the device's cache (``distributed.cold_buffers``). A cold unit that would
+    need more copies than ``memory.MAX_BUFFERS`` is recorded as skipped with
+    the reason, as ``timing_plan`` does, rather than left out unsaid.
+    """
     registry = cached(plugin_files)
+    llcs: dict[str, int] = {}
     units = []
     for target in (t for t in targets if is_distributed(t, plugin_files)):
+        llc = llcs.setdefault(target.device, llc_bytes(target.device))
         for world_size in world_sizes:
-            for size, _mode, op, pass_ in dict.fromkeys((s, "warm", o, p) for s, _m, o, p in items):
+            for size, mode, op, pass_ in items:
                 if not _has(registry.get(target.backend), op, pass_):
                     continue
                 record = TimingRecord(backend=target.backend, device=target.device, dtype=target.dtype, rows=size.rows,
-                                      vocab=size.vocab, mode="warm", op=op, pass_=pass_, library="torch",
+                                      vocab=size.vocab, mode=mode, op=op, pass_=pass_, library="torch",
                                       world_size=world_size)
+                label = f"{target.backend} x{world_size} {size.label} {mode} {op} {pass_}"
+                reason = _skip_reason(size, target.dtype, mode, world_size, llc)
+                if reason:
+                    record.skipped, record.reason = True, reason
+                    units.append(Unit(identity=record.as_dict(), run=lambda ex, r=record: [r.as_dict()],
+                                      on_failure=lambda f, r=record: [r.as_dict()], label=label))
+                    continue
 
-                def run(ex, t=target, s=size, o=op, p=pass_, w=world_size, r=record):
+                def run(ex, t=target, s=size, m=mode, o=op, p=pass_, w=world_size, r=record, llc=llc):
                     found = distributed.time_sharded(t.backend, tuple(plugin_files), t.device, t.dtype, o, p, s.rows,
-                                                     s.vocab, w, budget, groups.timeout, group=groups.get(t.device, w))
+                                                     s.vocab, w, budget, groups.timeout, group=groups.get(t.device, w),
+                                                     mode=m, llc=llc)
                     figures = {k: found.get(k) for k in ("median_s", "iqr_s", "repeats", "inner", "first_call_s",
-                                                         "collectives", "comm_bytes", "comm_median_s")}
+                                                         "collectives", "comm_bytes", "comm_median_s", "buffers",
+                                                         "llc_bytes")}
                     model = BYTE_MODELS[(o, p)]
                     moved = model.bytes(s.rows, s.vocab, info(t.dtype).itemsize)
                     median = figures["median_s"]
+                    rate = moved / median / 1e9 if median else None
                     figures.update(threads=groups.get(t.device, w).threads, bytes=moved, byte_model=model.text,
-                                   gbps=moved / median / 1e9 if median else None,
-                                   route="fused" if (o, p) == ("cross_entropy", "full") else "explicit")
+                                   gbps=rate, route="fused" if (o, p) == ("cross_entropy", "full") else "explicit",
+                                   # The engine's own check (a call below the clock's resolution); the copy
+                                   # ceiling comes later, from timing_plan.finalize, as for any record.
+                                   suspect=suspicion(rate, None, ceiling_margin(o, p), median))
                     return [replace(r, **figures).as_dict()]
 
                 def failed(f, r=record):
                     return [replace(r, reason=f.reason, failure=f.kind).as_dict()]
 
-                units.append(Unit(identity=record.as_dict(), run=run, on_failure=failed,
-                                  label=f"{target.backend} x{world_size} {size.label} {op} {pass_}"))
+                units.append(Unit(identity=record.as_dict(), run=run, on_failure=failed, label=label))
     return units
+
+
+def _skip_reason(size: Size, dtype: str, mode: str, world_size: int, llc: int) -> Optional[str]:
+    """Why a sharded unit cannot be run within the limits (a cold rotation of too many copies), or ``None``."""
+    buffers = distributed.cold_buffers(size.rows, size.vocab, world_size, dtype, mode, llc)
+    if buffers <= MAX_BUFFERS:
+        return None
+    widest = max(stop - start for start, stop in distributed.split(size.vocab, world_size))
+    return skip_reason(Size(size.rows, widest), dtype, buffers, llc, None)
 
 
 def _has(backend: Any, op: str, pass_: str) -> bool:

@@ -33,7 +33,12 @@ class BackendFailure(Exception):
         self.kind = kind  # raised | crashed | timeout | memory | invalid | unavailable
 
 
-def _failure_from(exc: BaseException) -> BackendFailure:
+def failure_from(exc: BaseException) -> BackendFailure:
+    """The ``BackendFailure`` an exception a task raised stands for (what the parent reports).
+
+    Used by every process that runs backend code: the isolated workers here and
+    the ranks of a distributed group (``distributed.RankGroup``).
+    """
     if isinstance(exc, BackendFailure):
         return exc
     if isinstance(exc, NotAvailable):
@@ -55,7 +60,7 @@ class InProcessExecutor:
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # SystemExit from a plugin is a failure too
-            raise _failure_from(exc) from exc
+            raise failure_from(exc) from exc
 
     def close(self) -> None:
         pass
@@ -67,7 +72,9 @@ class InProcessExecutor:
         self.close()
 
 
-def _limit_memory(limit: Optional[int]) -> None:
+def limit_memory(limit: Optional[int]) -> None:
+    """Cap this process's data segment at ``limit`` bytes (``None`` or 0: no cap); called first thing in a
+    worker or rank, so a runaway backend fails with ``MemoryError`` alone, before the OOM killer picks."""
     if not limit:
         return
     import resource
@@ -80,7 +87,7 @@ def _limit_memory(limit: Optional[int]) -> None:
 def _worker_main(conn: Connection, memory_limit: Optional[int]) -> None:
     # Ctrl-C belongs to the parent, which stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _limit_memory(memory_limit)
+    limit_memory(memory_limit)
     while True:
         try:
             message = conn.recv()
@@ -92,7 +99,7 @@ def _worker_main(conn: Connection, memory_limit: Optional[int]) -> None:
         try:
             reply = ("ok", func(*args, **kwargs))
         except BaseException as exc:
-            failure = _failure_from(exc)
+            failure = failure_from(exc)
             reply = ("error", (failure.reason, failure.kind, traceback.format_exc(limit=-3)))
         try:
             conn.send(reply)
@@ -122,15 +129,17 @@ class _Worker:
         self.kill()
 
 
-def _death_reason(exitcode: Optional[int]) -> BackendFailure:
+def death_reason(exitcode: Optional[int], who: str = "worker") -> BackendFailure:
+    """The failure of a process (``who``: "worker", "rank 1") that ended without answering, from its exit code:
+    "worker died on SIGKILL (killed: out of memory?)", "rank 1 exited with status 3"."""
     if exitcode is not None and exitcode < 0:
         try:
             name = signal.Signals(-exitcode).name
         except ValueError:
             name = f"signal {-exitcode}"
         hint = " (killed: out of memory?)" if -exitcode == signal.SIGKILL else ""
-        return BackendFailure(f"worker died on {name}{hint}", "crashed")
-    return BackendFailure(f"worker exited with status {exitcode}", "crashed")
+        return BackendFailure(f"{who} died on {name}{hint}", "crashed")
+    return BackendFailure(f"{who} exited with status {exitcode}", "crashed")
 
 
 def default_memory_limit() -> Optional[int]:
@@ -175,7 +184,7 @@ class IsolatedExecutor(InProcessExecutor):
             status, payload = worker.conn.recv()
         except (EOFError, OSError):
             worker.process.join(5)
-            failure = _death_reason(worker.process.exitcode)
+            failure = death_reason(worker.process.exitcode)
             self._discard(key)
             raise failure from None
         if status == "ok":

@@ -9,6 +9,12 @@
    synchronise the device, JAX blocks on the outputs, NumPy is done when it
    returns), then the clock. The result is the median per call with its
    interquartile range over the samples.
+
+Who takes a sample is a *sampler*: by default ``LocalSampler``, the calls of
+this process. The distributed path (``distributed.time_sharded``) gives
+``time_calls`` a sampler of its own that takes every sample on all ranks in
+step and returns the slowest rank's time; warm-up, calibration, the stopping
+rules and the statistics stay here, once.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -59,6 +65,45 @@ Refresh = Callable[[int], None]
 Inspect = Callable[[int, tuple, Any], None]
 
 
+# --------------------------------------------------------------------------- statistics
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """First quartile, median and third quartile of ``values`` (NumPy's linear interpolation).
+
+    The one place figures of a timing are summarised: the timer's median and
+    IQR, the warm-up's per-call estimate and the distributed per-rank medians.
+    """
+    q1, q2, q3 = np.percentile(np.asarray(values, dtype=np.float64), [25, 50, 75])
+    return float(q1), float(q2), float(q3)
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of ``values`` (``quartiles``' middle one)."""
+    return quartiles(values)[1]
+
+
+# --------------------------------------------------------------------------- samplers
+
+
+class Sampler(Protocol):
+    """Takes the samples ``time_calls`` asks for.
+
+    ``sampler(n)`` makes ``n`` calls, waits for their completion and returns
+    the seconds they took; ``warm_up=True`` marks the first call and the
+    warm-up singles, which are not samples (a local sampler neither refreshes
+    nor inspects nor counts them). ``sampler.clock()`` is the time, in
+    seconds, that the warm-up deadline and the ``max_s`` rule are read from:
+    a local sampler's is ``perf_counter``; a distributed one's must read the
+    same on every rank, or the ranks would stop after different numbers of
+    calls and their collectives would no longer match.
+    """
+
+    def __call__(self, n: int, warm_up: bool = False) -> float: ...
+
+    def clock(self) -> float: ...
+
+
 def _sample(fn: Callable, seq: Sequence[tuple], wait: Callable[[Any], Any], ordered: bool) -> tuple[float, Any]:
     """Seconds for calling ``fn(*args)`` on each arg tuple of ``seq`` and waiting for completion,
     and the last call's output (kept for inspection outside the timed region)."""
@@ -98,15 +143,54 @@ class _Rotation:
         return seq
 
 
+class LocalSampler:
+    """The calls of this process: ``fn(*args)`` over ``inputs`` in rotation, then ``wait``, on ``perf_counter``.
+
+    ``inputs`` holds one arg tuple (warm) or many (cold: rotated, the cycle
+    carrying on across samples). ``ordered`` says whether waiting on the last
+    output covers the earlier ones. Outside the timed region, ``refresh(k)``
+    gives the inputs new values before sample k and ``inspect(k, args, out)``
+    looks at the last call of sample k (k counts the samples, from 0; the
+    first call and the warm-up singles are none of them).
+    """
+
+    def __init__(self, fn: Callable, inputs: list, wait: Callable[[Any], Any], ordered: bool = True,
+                 refresh: Optional[Refresh] = None, inspect: Optional[Inspect] = None):
+        self.fn, self.wait, self.ordered = fn, wait, ordered
+        self.refresh, self.inspect = refresh, inspect
+        self.rotation = _Rotation(inputs)
+        self.taken = 0
+
+    def __call__(self, n: int, warm_up: bool = False) -> float:
+        if warm_up:
+            return _sample(self.fn, self.rotation.take(n), self.wait, self.ordered)[0]
+        if self.refresh is not None:
+            self.refresh(self.taken)
+        seq = self.rotation.take(n)
+        elapsed, out = _sample(self.fn, seq, self.wait, self.ordered)
+        if self.inspect is not None:
+            self.inspect(self.taken, seq[-1], out)
+        self.taken += 1
+        return elapsed
+
+    def clock(self) -> float:
+        return time.perf_counter()
+
+
+# --------------------------------------------------------------------------- the timer
+
+
 def time_calls(
-    fn: Callable,
-    inputs: list,
-    wait: Callable[[Any], Any],
+    fn: Optional[Callable] = None,
+    inputs: Optional[list] = None,
+    wait: Optional[Callable[[Any], Any]] = None,
     budget: Budget = DEFAULT_BUDGET,
     ordered: bool = True,
     first: Optional[float] = None,
     refresh: Optional[Refresh] = None,
     inspect: Optional[Inspect] = None,
+    *,
+    sampler: Optional[Sampler] = None,
 ) -> Timing:
     """Time ``fn(*args)`` over the arg tuples of ``inputs`` (one: warm; many, rotated: cold).
 
@@ -116,49 +200,60 @@ def time_calls(
     made it (it is made here otherwise). Outside the timed region,
     ``refresh(k)`` gives the inputs new values before sample k and
     ``inspect(k, args, out)`` looks at the last call of sample k.
+
+    ``sampler`` takes the samples instead (see ``Sampler``; then give none of
+    ``fn``, ``inputs``, ``wait``, ``ordered``, ``refresh``, ``inspect``): the
+    first call, the warm-up singles, calibration and the samples all go
+    through it, and every decision is taken on what it returns.
     """
-    rotation = _Rotation(inputs)
+    if sampler is None:
+        if fn is None or inputs is None or wait is None:
+            raise TypeError("time_calls needs fn, inputs and wait, or a sampler")
+        sampler = LocalSampler(fn, inputs, wait, ordered, refresh, inspect)
+    elif fn is not None or inputs is not None or wait is not None or refresh or inspect or not ordered:
+        raise TypeError("time_calls takes fn, inputs and wait (and their options) or a sampler, not both")
     if first is None:
-        first = _sample(fn, rotation.take(1), wait, ordered)[0]
+        first = sampler(1, warm_up=True)
+    inner = _warm_up(sampler, budget)
+    samples, inner = _calibrate(sampler, budget, inner)
+    q1, mid, q3 = quartiles(samples)
+    return Timing(mid, q3 - q1, len(samples), inner, float(first), samples)
+
+
+def _warm_up(sampler: Sampler, budget: Budget) -> int:
+    """Single calls until the warm-up is over; the first guess at ``inner`` from their median."""
     # Warm-up by time, not count: JIT, autotuning, lazy allocation and the
     # page faults of first touches all end before the samples start.
     singles: list[float] = []
-    deadline = time.perf_counter() + budget.warmup_s
-    while len(singles) < budget.warmup_calls or time.perf_counter() < deadline:
-        singles.append(_sample(fn, rotation.take(1), wait, ordered)[0])
-    per_call = max(float(np.median(singles)), 1e-9)
-    inner = min(MAX_INNER, max(1, math.ceil(budget.min_sample_s / per_call)))
-    taken = 0
+    deadline = sampler.clock() + budget.warmup_s
+    while len(singles) < budget.warmup_calls or sampler.clock() < deadline:
+        singles.append(sampler(1, warm_up=True))
+    per_call = max(median(singles), 1e-9)
+    return min(MAX_INNER, max(1, math.ceil(budget.min_sample_s / per_call)))
 
-    def sample(n: int) -> float:
-        nonlocal taken
-        if refresh is not None:
-            refresh(taken)
-        seq = rotation.take(n)
-        elapsed, out = _sample(fn, seq, wait, ordered)
-        if inspect is not None:
-            inspect(taken, seq[-1], out)
-        taken += 1
-        return elapsed
 
-    # Calibrate on a real sample: single calls include one wait each and can
-    # misjudge fast calls; grow ``inner`` until a sample lasts long enough.
-    # A sample that does is a valid sample, kept (slow calls pay for it once).
+def _calibrate(sampler: Sampler, budget: Budget, inner: int) -> tuple[list[float], int]:
+    """The samples (seconds per call) and the ``inner`` they were taken with.
+
+    Calibrates on real samples: single calls include one wait each and can
+    misjudge fast calls, so ``inner`` grows until a sample lasts long enough.
+    A sample that does is a valid sample, kept (slow calls pay for it once);
+    every kept sample is one of the last ones taken, all of ``inner`` calls.
+    """
     samples: list[float] = []
-    started = time.perf_counter()
+    started = sampler.clock()
     for _ in range(5):
-        elapsed = sample(inner)
+        elapsed = sampler(inner)
         if elapsed >= budget.min_sample_s:
             samples.append(elapsed / inner)
             break
         # Capped: each sample's input list is built up front, 8 bytes a call.
         inner = min(MAX_INNER, max(inner + 1, math.ceil(inner * 1.2 * budget.min_sample_s / max(elapsed, 1e-9))))
     while len(samples) < budget.repeats:
-        samples.append(sample(inner) / inner)
-        if len(samples) >= budget.min_repeats and time.perf_counter() - started > budget.max_s:
+        samples.append(sampler(inner) / inner)
+        if len(samples) >= budget.min_repeats and sampler.clock() - started > budget.max_s:
             break
-    q1, median, q3 = np.percentile(samples, [25, 50, 75])
-    return Timing(float(median), float(q3 - q1), len(samples), inner, float(first), samples)
+    return samples, inner
 
 
 def resolution() -> float:

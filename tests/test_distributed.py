@@ -36,7 +36,7 @@ from softmax_bench.backends._numpy_common import log_softmax_vjp as ms_log_softm
 from softmax_bench.backends._numpy_common import softmax_vjp as ms_softmax_vjp  # noqa: E402
 from softmax_bench.isolation import BackendFailure  # noqa: E402
 from softmax_bench.registry import import_plugin_file  # noqa: E402
-from softmax_bench.timer import QUICK_BUDGET  # noqa: E402
+from softmax_bench.timer import QUICK_BUDGET, Budget  # noqa: E402
 
 from helpers import plugin  # noqa: E402
 
@@ -507,6 +507,81 @@ def test_time_sharded_counts_collectives_and_bytes(groups):
     assert bwd["collectives"] == 1 and bwd["comm_bytes"] == rows * 4  # sum(dy * y)
     sm = d.time_sharded(BACKENDS[0], (), "cpu", "bfloat16", "softmax", "fwd", rows, vocab, 2, QUICK_BUDGET, group=g)
     assert sm["collectives"] == 2 and sm["comm_bytes"] == rows * 4 * 3  # half precision reduces in float32
+
+
+def test_sharded_and_single_process_timings_go_through_the_one_timer(monkeypatch, tmp_path):
+    """Both paths call ``timer.time_calls``: one process with its local loop, the ranks with an ``InStepSampler``.
+
+    The sharded timing runs in this process (a group of one, joined in place as
+    under torchrun), so the spy sees the ranks' calls too.
+    """
+    from softmax_bench import timer, timing
+
+    if dist.is_initialized():
+        pytest.skip("this process already belongs to a torch.distributed group")
+    assert timing.time_calls is timer.time_calls  # timing.py's name for the one timer
+    real, samplers = timer.time_calls, []
+
+    def spy(*args, **kwargs):
+        samplers.append(type(kwargs.get("sampler")).__name__)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(timer, "time_calls", spy)
+    monkeypatch.setattr(timing, "time_calls", spy)
+    # The group's meter wraps torch.distributed's collectives: put the originals back afterwards.
+    for name in d.COLLECTIVES:
+        if hasattr(dist, name):
+            monkeypatch.setattr(dist, name, getattr(dist, name))
+    monkeypatch.setattr(d, "_METER", None)
+    budget = Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.001, repeats=5, min_repeats=3, max_s=0.05)
+
+    single = timing.measure("vocab-parallel-fused", "cpu", "float32", 4, 64, "warm", budget, with_copy=False)
+    assert samplers == ["NoneType"] and single["repeats"] >= 3
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        here = d.RankGroup(environ={"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "localhost"})
+        sharded = d.time_sharded("vocab-parallel-fused", (), "cpu", "float32", "softmax", "fwd", 4, 64, 1, budget,
+                                 group=here)
+    finally:
+        dist.destroy_process_group()
+    # The op, then its collectives alone (comm_median_s): each by the one timer, with the in-step sampler.
+    assert samplers == ["NoneType", "InStepSampler", "InStepSampler"]
+    assert sharded["repeats"] >= 3 and sharded["median_s"] > 0 and sharded["collectives"] == 2
+    assert sharded["comm_median_s"] > 0 and sharded["rank_median_s"][0] > 0 and sharded["mode"] == "warm"
+
+
+def test_cold_mode_rotates_through_copies_of_each_ranks_inputs(groups, monkeypatch):
+    monkeypatch.setenv("SOFTMAX_BENCH_LLC_BYTES", str(64 * 1024))
+    rows, vocab = 8, 1024  # 16 KiB per rank's shard: 8 copies exceed twice the 64 KiB "cache"
+    cold = d.time_sharded(BACKENDS[1], (), "cpu", "float32", "softmax", "fwd", rows, vocab, 2, QUICK_BUDGET,
+                          group=groups(2), mode="cold", measure_comm=False)
+    assert cold["mode"] == "cold" and cold["buffers"] == 8 and cold["llc_bytes"] == 64 * 1024
+    assert cold["median_s"] > 0 and cold["collectives"] == 2
+    assert d.cold_buffers(rows, vocab, 2, "float32", "warm", 64 * 1024) == 1
+    with pytest.raises(ValueError, match="unknown mode 'lukewarm'"):
+        d.time_sharded(BACKENDS[1], (), "cpu", "float32", "softmax", "fwd", rows, vocab, 2, mode="lukewarm")
+
+
+def test_run_plans_both_modes_for_every_world_size_and_skips_what_cannot_be_cold(monkeypatch):
+    """``run`` used to plan a distributed backend warm only and drop cold without a word."""
+    from softmax_bench.distributed_plan import Groups, timing_units
+    from softmax_bench.selection import Target
+    from softmax_bench.sizes import Size
+
+    target = Target(BACKENDS[1], "cpu", "float32")
+    items = [(Size(8, 32000), mode, "softmax", "fwd") for mode in ("warm", "cold")]
+    with Groups(timeout=30) as groups:
+        units = timing_units([target], items, (), [2, 4], groups, QUICK_BUDGET)
+        planned = sorted((u.identity["world_size"], u.identity["mode"]) for u in units)
+        assert planned == [(2, "cold"), (2, "warm"), (4, "cold"), (4, "warm")]
+        # Two columns over 2 ranks need millions of copies to be cold: recorded as skipped, with the reason.
+        monkeypatch.setenv("SOFTMAX_BENCH_LLC_BYTES", str(2**30))
+        tiny = timing_units([target], [(Size(1, 2), "cold", "softmax", "fwd")], (), [2], groups, QUICK_BUDGET)
+        assert len(tiny) == 1
+        (record,) = tiny[0].run(None)  # a skipped unit starts no rank
+        assert record["skipped"] is True and record["mode"] == "cold" and record["world_size"] == 2
+        assert record["reason"].startswith("skipped: a cold cache needs")
 
 
 # --------------------------------------------------------------------------- torchrun

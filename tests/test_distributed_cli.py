@@ -67,3 +67,18 @@ def test_run_records_world_size_and_communication_and_a_killed_rank_is_a_failure
     assert _spawned_processes() - before == set()  # the command's workers and ranks went with it
     # Distributed backends run sharded only: nothing single-process was timed for them.
     assert not [r for r in _records(out) if r["backend"].startswith("vocab-parallel") and not r.get("world_size")]
+
+
+def test_run_times_a_distributed_backend_warm_and_cold_and_announces_every_unit(tmp_path):
+    """Both modes by default, as for any backend; the count said before timing is the count timed."""
+    out = tmp_path / "m.json"
+    proc = run_console("run", "--backend", "vocab-parallel-fused", "--world-size", "2", "--sizes", "8x1024",
+                       "--op", "softmax", "--pass", "fwd", "--quick", "--no-check", "--timeout", "60", "--out", out,
+                       env={"SOFTMAX_BENCH_LLC_BYTES": str(64 * 1024)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "timing 2 units (2 distributed, world size 2): 1 targets x 1 sizes x 2 modes x 1 op/pass pairs" in proc.stderr
+    records = {r["mode"]: r for r in _records(out) if r.get("kind") == "timing"}
+    assert sorted(records) == ["cold", "warm"]
+    assert all(r["world_size"] == 2 and r["median_s"] > 0 and not r.get("failure") for r in records.values())
+    # 16 KiB per rank's shard: 8 copies exceed twice the 64 KiB "cache".
+    assert records["warm"]["buffers"] == 1 and records["cold"]["buffers"] == 8

@@ -78,6 +78,66 @@ def test_unordered_libraries_wait_on_every_output_of_a_sample():
     assert len(waited) >= 1 + 1 + 3 and all(isinstance(w, list) and w and set(w) == {7} for w in waited)
 
 
+class FakeSampler:
+    """A sampler whose calls each cost ``cost`` seconds on a clock that moves only as they are made."""
+
+    def __init__(self, cost: float):
+        self.cost, self.now, self.taken = cost, 0.0, []
+
+    def __call__(self, n: int, warm_up: bool = False) -> float:
+        self.taken.append((n, warm_up))
+        self.now += self.cost * n
+        return self.cost * n
+
+    def clock(self) -> float:
+        return self.now
+
+
+def test_a_given_sampler_takes_the_first_call_warm_up_calibration_and_samples():
+    u = 2.0**-10  # exact in binary: the clock comparisons below are exact
+    fake = FakeSampler(u)
+    budget = timer.Budget(warmup_s=8 * u, warmup_calls=2, min_sample_s=4 * u, repeats=5, min_repeats=3, max_s=1e6)
+    result = timer.time_calls(budget=budget, sampler=fake)
+    # The first call, then singles until the sampler's clock (not the wall clock) passes the warm-up:
+    # 8 of them; inner = 4 makes a sample of the minimum length, which is kept, and 4 more follow.
+    assert fake.taken == [(1, True)] * 9 + [(4, False)] * 5
+    assert (result.median_s, result.iqr_s, result.repeats, result.inner, result.first_call_s) == (u, 0.0, 5, 4, u)
+    assert result.samples_s == [u] * 5
+
+
+def test_the_stopping_rule_reads_the_samplers_clock():
+    u = 2.0**-10
+    fake = FakeSampler(u)
+    budget = timer.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=4 * u, repeats=15, min_repeats=3, max_s=10 * u)
+    result = timer.time_calls(budget=budget, first=0.5, sampler=fake)
+    # Samples of 4u: after the third, 12u of the sampler's clock have passed max_s (10u): stop at min_repeats.
+    # (On the wall clock these microseconds would never reach it: all 15 would be taken.)
+    assert result.repeats == 3 and result.first_call_s == 0.5
+    assert fake.taken == [(1, True)] + [(4, False)] * 3
+
+
+def test_refresh_and_inspect_see_the_samples_only_not_the_first_call_or_warm_up():
+    refreshed, inspected = [], []
+    budget = timer.Budget(warmup_s=0.0, warmup_calls=3, min_sample_s=0.0, repeats=4, min_repeats=4)
+    result = timer.time_calls(lambda x: x, [(1,)], lambda y: y, budget, refresh=refreshed.append,
+                              inspect=lambda k, args, out: inspected.append((k, args, out)))
+    assert result.repeats == 4 and refreshed == [0, 1, 2, 3]
+    assert inspected == [(k, (1,), 1) for k in range(4)]
+
+
+def test_time_calls_takes_a_local_call_or_a_sampler_not_both():
+    with pytest.raises(TypeError, match="or a sampler"):
+        timer.time_calls(lambda: None, [()], lambda y: y, sampler=FakeSampler(1.0))
+    with pytest.raises(TypeError, match="or a sampler"):
+        timer.time_calls(lambda: None, [()])
+
+
+def test_quartiles_are_numpys_percentiles():
+    values = [5.0, 1.0, 4.0, 2.0, 3.0, 10.0]
+    assert timer.quartiles(values) == tuple(float(q) for q in np.percentile(values, [25, 50, 75]))
+    assert timer.median(values) == float(np.median(values))
+
+
 # --------------------------------------------------------------- cold and warm
 
 def test_buffer_counts_exceed_the_cache_in_cold_mode_only():

@@ -80,13 +80,16 @@ def run(args: argparse.Namespace) -> int:
             units = check_units(selection.single_process, select_cases(RUN_SUMMARY_CASES), selection.plugin_files, ops=("softmax",))
             print_run_summary(execute(units, results, executor, desc="correctness", deadline=stop_at))
         units = timing_units(selection, plan, budget, max_bytes or None, args.threads)
-        print(f"timing {len(units)} units: {len(selection.targets)} targets x {len(sizes)} sizes x {len(modes)} modes"
-              f" x {len(plan.passes)} op/pass pairs (--max-bytes {human_bytes(max_bytes) if max_bytes else 'none'})",
-              file=sys.stderr)
-        execute(units, results, executor, desc="timing", deadline=stop_at)
+        # The groups start on a sharded unit's first run; planning the units starts nothing.
         with Groups(args.timeout, args.memory_limit, args.threads) as groups:
-            sharded = sharded_units(selection.targets, plan.items(), selection.plugin_files, args.world_size or [2],
-                                    groups, budget)
+            world_sizes = args.world_size or [2]
+            sharded = sharded_units(selection.targets, plan.items(), selection.plugin_files, world_sizes, groups, budget)
+            # Every unit counted, the distributed ones too (each once per world size).
+            distributed = f" ({len(sharded)} distributed, world size {', '.join(map(str, world_sizes))})" if sharded else ""
+            print(f"timing {len(units) + len(sharded)} units{distributed}: {len(selection.targets)} targets"
+                  f" x {len(sizes)} sizes x {len(modes)} modes x {len(plan.passes)} op/pass pairs"
+                  f" (--max-bytes {human_bytes(max_bytes) if max_bytes else 'none'})", file=sys.stderr)
+            execute(units, results, executor, desc="timing", deadline=stop_at)
             execute(sharded, results, executor, desc="timing (distributed)", deadline=stop_at)
     except KeyboardInterrupt:
         print(f"interrupted: {len(results.records)} records kept in {results.path}", file=sys.stderr)
