@@ -16,9 +16,11 @@ the engine cannot trust gets a ``suspect`` reason (``suspicion``).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -136,6 +138,33 @@ def ceiling_margin(op: str, pass_: str) -> float:
     return READ_ONLY_MARGIN if (op, pass_) == ("cross_entropy", "fwd") else CEILING_MARGIN
 
 
+def _releases_device_memory(measure_fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """``measure_fn``, then the device memory the library's allocator keeps cached handed back.
+
+    A worker per backend lives through a whole run, and on the H200 eight of
+    them, each keeping the blocks of its largest unit, ran the 139 GiB card
+    out of memory. The hand-back comes after ``measure_fn`` has returned (or
+    raised), when its arrays are gone.
+    """
+    signature = inspect.signature(measure_fn)
+
+    @functools.wraps(measure_fn)
+    def measured(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        given = signature.bind(*args, **kwargs)
+        given.apply_defaults()
+        try:
+            return measure_fn(*args, **kwargs)
+        finally:
+            where = given.arguments
+            if where["device"] != "cpu":
+                library = registry.cached(where["plugin_files"]).get(where["backend_name"]).library
+                if not adapters.library_unavailable(library):
+                    adapters.get(library).release_cached(where["device"])
+
+    return measured
+
+
+@_releases_device_memory
 def measure(
     backend_name: str,
     device: str,
@@ -152,39 +181,6 @@ def measure(
     thread_count: Optional[int] = None,
 ) -> dict[str, Any]:
     """Time one (backend, device, dtype, size, mode, op, pass); runs inside the isolated worker.
-
-    Returns the timing record's measured fields (``_measure``). Afterwards the
-    device memory the library's allocator keeps cached is handed back: a
-    worker per backend lives through a whole run, and on the H200 eight of
-    them, each keeping the blocks of its largest unit, ran the 139 GiB card
-    out of memory.
-    """
-    try:
-        return _measure(backend_name, device, dtype, rows, vocab, mode, budget, with_copy, llc, plugin_files, op,
-                        pass_, thread_count)
-    finally:
-        if device != "cpu":
-            library = registry.cached(plugin_files).get(backend_name).library
-            if not adapters.library_unavailable(library):
-                adapters.get(library).release_cached(device)
-
-
-def _measure(
-    backend_name: str,
-    device: str,
-    dtype: str,
-    rows: int,
-    vocab: int,
-    mode: str,
-    budget: Budget = DEFAULT_BUDGET,
-    with_copy: bool = True,
-    llc: Optional[int] = None,
-    plugin_files: Sequence[str] = (),
-    op: str = "softmax",
-    pass_: str = "fwd",
-    thread_count: Optional[int] = None,
-) -> dict[str, Any]:
-    """Time one unit (see ``measure``).
 
     Returns the timing record's measured fields, with (``with_copy``) the
     bandwidth of a plain copy of the same inputs with the same library,

@@ -161,16 +161,18 @@ def test_measure_hands_back_cached_device_memory_even_when_the_unit_fails(monkey
     monkeypatch.setattr(timing.adapters, "get", lambda library: Stub())
     monkeypatch.setattr(timing.adapters, "library_unavailable", lambda library: None)
 
-    def boom(*args):
-        raise BackendFailure("out of memory", "memory")
+    def fake_measure(backend_name, device, dtype, plugin_files=(), fail=False):
+        if fail:
+            raise BackendFailure("out of memory", "memory")
+        return {"median_s": 1.0}
 
-    monkeypatch.setattr(timing, "_measure", boom)
+    measured = timing._releases_device_memory(fake_measure)
     with pytest.raises(BackendFailure):
-        timing.measure("torch-fused", "cuda", "float32", 4, 64, "warm", TINY)
-    monkeypatch.setattr(timing, "_measure", lambda *args: {"median_s": 1.0})
-    assert timing.measure("torch-fused", "cuda", "float32", 4, 64, "warm", TINY) == {"median_s": 1.0}
-    assert timing.measure("torch-fused", "cpu", "float32", 4, 64, "warm", TINY) == {"median_s": 1.0}
+        measured("torch-fused", "cuda", "float32", fail=True)
+    assert measured("torch-fused", "cuda", "float32") == {"median_s": 1.0}
+    assert measured("torch-fused", "cpu", "float32") == {"median_s": 1.0}
     assert released == ["cuda", "cuda"]  # after each GPU unit, never on the CPU
+    assert timing.measure.__wrapped__  # and measure is wrapped so
 
 
 # ------------------------------------------------------------ JAX's planned peak
