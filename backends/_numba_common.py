@@ -267,21 +267,14 @@ class ExpParams(NamedTuple):
 
 
 @lru_cache(maxsize=None)
-def exp_params(dtype: str, degree: int | None = None, drop_top: bool = False) -> ExpParams:
-    """Typed constants and polynomial for ``dtype`` ("float32" or "float64").
-
-    ``drop_top`` removes the highest coefficient of the fitted polynomial, the
-    planted bug the negative-control test uses (the shipped fit, one degree
-    short: an off-by-one in a Horner loop).
-    """
+def exp_params(dtype: str, degree: int | None = None) -> ExpParams:
+    """Typed constants and polynomial for ``dtype`` ("float32" or "float64")."""
     t = np.dtype(dtype).type
     if dtype == "float32":
         ln2_hi, ln2_lo, bits, lo, hi = 0.693145751953125, 1.428606765330187e-06, 23, -110.0, 100.0
     else:  # fdlibm's split of ln 2
         ln2_hi, ln2_lo, bits, lo, hi = 6.93147180369123816490e-01, 1.90821492927058770002e-10, 52, -800.0, 800.0
     poly = fit_polynomial(degree or DEGREE[dtype])
-    if drop_top:
-        poly = poly[:-1]
     bias = {"float32": 127, "float64": 1023}[dtype] + SHIFTED_BIAS[dtype]
     constants = ExpConstants(*(t(v) for v in (1 / math.log(2), ln2_hi, ln2_lo, 1.5 * 2.0**bits, 0.5, lo, hi, 0.0, 1.0, np.inf,
                                               1.5 * 2.0**bits + bias)))

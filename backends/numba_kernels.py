@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -108,22 +108,19 @@ def _to_rows(x: np.ndarray, axis: int):
 
 
 class _Ops:
-    """The six operations of one algorithm. ``degrees`` (dtype name -> polynomial
-    degree) and ``drop_top`` choose the exponential, as in
-    ``_numba_common.exp_params``; None and False are the shipped one."""
+    """The six operations of one algorithm. ``exp`` (dtype name -> ExpParams)
+    chooses the exponential; None is the shipped one, compiled into the driver."""
 
-    def __init__(self, algorithm: str, degrees: Optional[dict] = None, drop_top: bool = False):
+    def __init__(self, algorithm: str, exp: Optional[Callable[[str], Any]] = None):
         """``algorithm`` names one of _numba_common's algorithm constants."""
         self.algorithm = algorithm
-        self.degrees = degrees or {}
-        self.drop_top = drop_top
+        self.exp = exp
 
     def _run(self, op: str, x: np.ndarray, **kw):
         """Run ``op`` (a _numba_common constant's name) on (rows, n) ``x`` through the row driver."""
         k = _kernels()
-        params = None  # the shipped exponential, compiled into the driver
-        if self.drop_top or self.degrees:  # (dtype.name alone costs a microsecond: only asked here)
-            params = k.exp_params(x.dtype.name, self.degrees.get(x.dtype.name), self.drop_top)
+        # (dtype.name alone costs a microsecond: only asked for another exponential)
+        params = None if self.exp is None else self.exp(x.dtype.name)
         return k.drive(getattr(k, op), getattr(k, self.algorithm), x, params=params, **kw)
 
     def softmax(self, x, axis=-1):
@@ -173,18 +170,15 @@ class _Ops:
         return self._ce(logits, target, dloss, ignore_index, grad=True)
 
 
-def make_backends(prefix: str = "numba", degrees: Optional[dict] = None, drop_top: bool = False) -> list[Backend]:
-    """The five backends, named ``{prefix}-{algorithm}``, with their exponential's
-    polynomial degree per working dtype (``degrees``, default
-    ``_numba_common.DEGREE``).
-
-    ``drop_top`` plants a bug: the fitted polynomial loses its highest term
-    (one degree short), the negative control of tests/test_numba_kernels.py
-    (tests/plugins/numba_short_poly.py), which must fail the suite.
+def make_backends(prefix: str = "numba", exp: Optional[Callable[[str], Any]] = None) -> list[Backend]:
+    """The five backends, named ``{prefix}-{algorithm}``, computing with the
+    exponential ``exp(dtype name)`` gives (an ``_numba_common.ExpParams``;
+    default: the shipped one). tests/plugins/numba_short_poly.py gives one a
+    polynomial degree short, the planted bug the suite must catch.
     """
     made = []
     for suffix, (algorithm, description) in ALGORITHMS.items():
-        ops = _Ops(algorithm, degrees, drop_top)
+        ops = _Ops(algorithm, exp)
         made.append(Backend(
             name=f"{prefix}-{suffix}", library="numpy", devices=("cpu",), dtypes=DTYPES,
             softmax=ops.softmax, log_softmax=ops.log_softmax,

@@ -31,14 +31,20 @@ numba = pytest.importorskip("numba", reason="numba is not installed")
 from softmax_bench.backends import _numba_common as kernels  # noqa: E402  (needs numba)
 from softmax_bench.backends import numba_kernels  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).with_name("plugins")))
+from numba_short_poly import short_exp_params  # noqa: E402  (the planted exponential)
+
+sys.path.pop(0)
+
 BACKENDS = {b.name: b for b in numba_kernels.backends}
 
 
-def exp_of(x: np.ndarray, shifted: bool = False, **params) -> np.ndarray:
-    """The kernels' exponential on a 1-D array (``shifted``: the one for x <= 0)."""
+def exp_of(x: np.ndarray, shifted: bool = False, short: bool = False) -> np.ndarray:
+    """The kernels' exponential on a 1-D array (``shifted``: the one for x <= 0; ``short``: the planted one)."""
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
-    (kernels.exp_shifted_array if shifted else kernels.exp_array)(x, out, *kernels.exp_params(x.dtype.name, **params))
+    params = (short_exp_params if short else kernels.exp_params)(x.dtype.name)
+    (kernels.exp_shifted_array if shifted else kernels.exp_array)(x, out, *params)
     return out
 
 
@@ -105,14 +111,14 @@ def test_shifted_exp_one_degree_short_is_visibly_worse():
     """The planted bug reaches the shifted exponential too (it shares the polynomial)."""
     x = np.linspace(-87.0, 0.0, 200_001).astype(np.float32)
     exact = np.exp(x.astype(np.longdouble))
-    assert ulp_error(exp_of(x, shifted=True, drop_top=True), exact, np.float32).max() > 10
+    assert ulp_error(exp_of(x, shifted=True, short=True), exact, np.float32).max() > 10
 
 
 def test_exp_one_degree_short_is_visibly_worse():
     """The planted bug, measured on the exponential alone."""
     x = np.linspace(-87.0, 0.0, 200_001).astype(np.float32)
     exact = np.exp(x.astype(np.longdouble))
-    assert ulp_error(exp_of(x, drop_top=True), exact, np.float32).max() > 10
+    assert ulp_error(exp_of(x, short=True), exact, np.float32).max() > 10
 
 
 # --------------------------------------------------------------------------- negative control
@@ -215,7 +221,7 @@ def test_compiled_in_exponential_is_the_shipped_one():
     shipped = each_op()
     given = each_op(kernels.exp_params("float32"))
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(shipped, given, strict=True))
-    short = each_op(kernels.exp_params("float32", drop_top=True))
+    short = each_op(short_exp_params("float32"))
     assert not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(shipped, short, strict=True))
 
 

@@ -8,4 +8,13 @@ off-by-one in a Horner loop). In float32 that is an error of up to about
 
 from softmax_bench.backends.numba_kernels import make_backends
 
-backends = make_backends(prefix="short-poly-numba", drop_top=True)
+
+def short_exp_params(dtype: str):
+    """The shipped exponential's ExpParams with the polynomial's highest term dropped."""
+    from softmax_bench.backends import _numba_common as kernels
+
+    shipped = kernels.exp_params(dtype)
+    return shipped._replace(poly=tuple(coefficients[:-1] for coefficients in shipped.poly))
+
+
+backends = make_backends(prefix="short-poly-numba", exp=short_exp_params)
