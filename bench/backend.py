@@ -50,7 +50,21 @@ class Backend:
     ``softmax_vjp(y, dy, axis=-1)`` returns dx given the softmax output y and
     the cotangent dy; ``log_softmax_vjp(y, dy, axis=-1)`` likewise for the
     log_softmax output y. torch and jax backends without explicit VJPs are
-    differentiated by autodiff.
+    differentiated by autodiff; a torch kernel with no autograd graph has
+    its gradients listed as not available (give it the VJPs to have them).
+
+    ``cross_entropy(logits, target, ignore_index=-100)`` returns the per-row
+    loss of 2-D logits (rows, vocab) and int64 targets, 0 on ignored rows;
+    ``cross_entropy_fwd_bwd(logits, target, dloss, ignore_index=-100)``
+    returns (loss, dlogits) with dlogits = dloss[:, None] * (softmax -
+    onehot(target)) in one call. Without them the loss is derived from
+    ``log_softmax`` (and its VJP, or autodiff).
+
+    ``parallel="vocab"`` says the backend shards the reduced axis over
+    processes: every function then also takes ``shard=`` (a
+    ``softmax_bench.distributed.Shard``: rank, world size, group, the slice
+    of the vocabulary this rank holds), or ``shard=None`` for the whole
+    axis in one process, as the shared suite calls it.
 
     ``available(device)`` is an optional hook returning ``None`` when the
     backend can run on ``device`` or a one-line reason when it cannot, for
