@@ -48,6 +48,8 @@ from .selection import choose, load_registry
 LM_HEAD = "4096x128256"
 OTHER_SIZES = "4096x32000,4096x256000"
 SIZES = f"4096x32000,{LM_HEAD},4096x256000"
+# What an LM head costs: the softmax forward, and the loss with its gradient.
+HEADLINE = ("--pair", "softmax.fwd", "--pair", "cross_entropy.full")
 # Each stage's share of the budget at most, so the first cannot starve the rest.
 CHECK_SHARE = 0.45
 # Backends checked at once, each in its own worker: all of them, so a budget cut
@@ -82,16 +84,15 @@ def stages(single: Sequence[str], sharded: Sequence[str], plugins: Sequence[str]
     timing = ("run", *both, "--mode", "cold", "--no-check")
     found = [
         Stage("check", ("check", *both, "--jobs", str(CHECK_JOBS)), "-check", CHECK_SHARE),
-        Stage("lm-head softmax", (*timing, "--sizes", LM_HEAD, "--op", "softmax", "--pass", "fwd"), ""),
-        Stage("lm-head cross-entropy", (*timing, "--sizes", LM_HEAD, "--op", "cross_entropy", "--pass", "full"), ""),
+        # One command per stage: each starts a worker per backend (seconds each on a GPU).
+        Stage("lm-head", (*timing, "--sizes", LM_HEAD, *HEADLINE), ""),
     ]
     if sharded:
         found.append(Stage("nccl check", ("check", *select(sharded, "float32"), "--world-size", "1"), "-nccl-check"))
     found += [
-        Stage("other sizes", (*timing, "--sizes", OTHER_SIZES, "--op", "softmax", "--pass", "fwd"), ""),
-        Stage("other sizes cross-entropy", (*timing, "--sizes", OTHER_SIZES, "--op", "cross_entropy", "--pass", "full"), ""),
-        Stage("log_softmax forward", (*timing, "--sizes", SIZES, "--op", "log_softmax", "--pass", "fwd"), ""),
-        Stage("backward", (*timing, "--sizes", SIZES, "--op", "softmax", "--op", "log_softmax", "--pass", "bwd"), ""),
+        Stage("other sizes", (*timing, "--sizes", OTHER_SIZES, *HEADLINE), ""),
+        Stage("other passes", (*timing, "--sizes", SIZES, "--pair", "log_softmax.fwd", "--pair", "softmax.bwd",
+                               "--pair", "log_softmax.bwd"), ""),
         Stage("check float16", ("check", *select(single, "float16"), "--jobs", str(CHECK_JOBS)), "-check"),
     ]
     return found

@@ -117,12 +117,12 @@ def test_gpu_run_dry_run_prints_every_stage(capsys, tmp_path):
     assert "--dtype float32 --dtype bfloat16" in lines[0]
     runs = [line for line in lines if line.startswith("softmax-bench run --device cuda")]
     # The LM-head timings come first, then the other sizes and passes.
-    assert "--sizes 4096x128256 --op softmax --pass fwd" in runs[0]
-    assert "--sizes 4096x128256 --op cross_entropy --pass full" in runs[1]
+    assert "--sizes 4096x128256 --pair softmax.fwd --pair cross_entropy.full" in runs[0]
+    assert "--sizes 4096x32000,4096x256000 --pair softmax.fwd --pair cross_entropy.full" in runs[1]
     assert all(f"--out {tmp_path / 'gpu-x.json'}" in line for line in runs)
     for name in GPU_BACKENDS:
         assert f"--backend {name} " in lines[0] and f"--backend {name} " in runs[0]
-    nccl = lines[3]
+    nccl = lines[2]
     assert "--world-size 1" in nccl and "--backend vocab-parallel-fused" in nccl and "vocab-parallel" not in lines[0]
 
 
@@ -133,7 +133,7 @@ def test_gpu_run_runs_every_stage_and_fails_on_a_failed_check(monkeypatch, tmp_p
     monkeypatch.setattr(type(REGISTRY), "unavailable", lambda self, name, device: None)
     status = gpu_run.main(["--backend", "cupy-online", "--backend", "triton", "--out-dir", str(tmp_path), "--name", "g"])
     assert status == 1  # a failed check is the run's failure, after the timings were still taken
-    assert [c[0] for c in calls] == ["check"] + ["run"] * 6 + ["check"]  # no sharded backend chosen
+    assert [c[0] for c in calls] == ["check"] + ["run"] * 3 + ["check"]  # no sharded backend chosen
     for argv in calls:
         assert argv[argv.index("--device") + 1] == "cuda"
         assert [argv[i + 1] for i, a in enumerate(argv) if a == "--backend"] == ["cupy-online", "triton"]

@@ -201,3 +201,23 @@ def test_peak_memory_falls_back_to_the_plan_only_without_an_allocator_peak():
     assert peak_memory(NoPeak(), "cuda", lambda: None, planned=lambda: 456)["peak_method"] == "compiled plan"
     assert peak_memory(NoPeak(), "cuda", lambda: None, planned=lambda: 456)["peak_bytes"] == 456
     assert peak_memory(Peak(), "cuda", lambda: None, planned=lambda: 456)["peak_bytes"] == 123
+
+
+# ------------------------------------------------------------ run --pair
+
+def test_run_pair_times_exactly_the_pairs_named(cli, tmp_path):
+    out = tmp_path / "p.json"
+    status, _, err = cli("run", "--backend", "max-shift", "--sizes", "4x512", "--mode", "warm", "--no-check",
+                         "--pair", "softmax.fwd", "--pair", "cross_entropy.full", "--out", out)
+    timed = {(r["op"], r["pass"]) for r in json.loads(out.read_text())["records"] if r["kind"] == "timing"}
+    assert status == 0, err
+    assert timed == {("softmax", "fwd"), ("cross_entropy", "full")}  # not the 2 x 2 grid of --op/--pass
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--pair", "softmax.fwdd"), "'softmax.fwdd': not OP.PASS"),
+    (("--pair", "softmax.fwd", "--op", "softmax"), "--pair names op and pass together"),
+])
+def test_run_pair_bad_usage(cli, argv, message):
+    status, _, err = cli("run", *argv)
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1

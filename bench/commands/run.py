@@ -10,9 +10,18 @@ from ..backend import PASSES, TIMED_OPS
 from ..sizes import PRESETS
 from ..speed_table import BASELINE
 from ..timing import MODES
+from ..errors import UsageError
 from . import options
 
 HELP = "correctness summary plus timing; prints the comparison table"
+
+
+def op_pass(text: str) -> tuple[str, str]:
+    """(op, pass) from "op.pass", e.g. "cross_entropy.full"."""
+    op, _, pass_ = text.partition(".")
+    if op not in TIMED_OPS or pass_ not in PASSES:
+        raise argparse.ArgumentTypeError(f"{text!r}: not OP.PASS; ops: {', '.join(TIMED_OPS)}; passes: {', '.join(PASSES)}")
+    return op, pass_
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"op to time (repeatable; {', '.join(TIMED_OPS)}, all; default: softmax)")
     p.add_argument("--pass", dest="pass_", action="append", choices=(*PASSES, "all"), default=[], metavar="PASS",
                    help="fwd, bwd (the gradient given the saved forward), full (both in one call), all (repeatable; default: fwd)")
+    p.add_argument("--pair", action="append", type=op_pass, default=[], metavar="OP.PASS",
+                   help="time exactly this op in this pass (repeatable, e.g. --pair softmax.fwd --pair cross_entropy.full), "
+                        "instead of every --op in every --pass")
     p.add_argument("--threads", type=options.positive_int, default=None, metavar="N",
                    help="threads every library computes with (default: each library's own, all cores for torch and jax)")
     p.add_argument("--max-bytes", type=options.byte_size, default=None, metavar="SIZE", help="skip sizes whose working set exceeds this (default: half of free memory)")
@@ -58,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
     if args.quick and not (args.op or args.pass_):
         # --quick proves the gradient side runs too: one backward, one cross-entropy training step.
         extra = [(sizes[0], modes[0], "softmax", "bwd"), (sizes[0], modes[0], "cross_entropy", "full")]
-    plan = Plan(sizes, modes, [(op, pass_) for op in ops for pass_ in passes], extra)
+    if args.pair and (args.op or args.pass_):
+        raise UsageError("--pair names op and pass together; leave out --op and --pass")
+    pairs = list(dict.fromkeys(args.pair)) or [(op, pass_) for op in ops for pass_ in passes]
+    plan = Plan(sizes, modes, pairs, extra)
     budget = QUICK_BUDGET if args.quick else DEFAULT_BUDGET
     args.dtype = args.dtype or ["float32"]  # every backend has float32; --dtype adds others
     registry = options.registry(args)
