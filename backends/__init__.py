@@ -14,7 +14,7 @@ import pkgutil
 import warnings
 
 from softmax_bench.backend import Backend
-from softmax_bench.registry import RegistryWarning, backends_of_module
+from softmax_bench.core.registry import RegistryWarning, backends_of_module
 
 
 def builtin_backends() -> list[Backend]:

@@ -1,7 +1,7 @@
 """vocab-parallel-megatron and vocab-parallel-fused: softmax and cross-entropy with the vocabulary split over ranks.
 
 Each rank holds a contiguous slice of the vocabulary (``shard=``, a
-``softmax_bench.distributed.Shard``) and the row statistics are combined with
+``softmax_bench.distributed.sharded.Shard``) and the row statistics are combined with
 ``torch.distributed.all_reduce`` on ``shard.group``, as Megatron-LM's
 ``VocabParallelCrossEntropy`` does (megatron/core/tensor_parallel/cross_entropy.py):
 

@@ -5,8 +5,8 @@ and the constants naming valid libraries, devices, dtypes and ops.
 """
 
 from .backend import DEVICES, DTYPES, IGNORE_INDEX, LIBRARIES, OPS, PASSES, TIMED_OPS, Backend, BackendError
-from .registry import Registry, RegistryWarning
-from .registry import load as load_backends
+from .core.registry import Registry, RegistryWarning
+from .core.registry import load as load_backends
 
 __version__ = "0.1.0"
 

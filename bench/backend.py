@@ -19,7 +19,7 @@ DTYPES = ("float64", "float32", "float16", "bfloat16")
 OPS = ("softmax", "log_softmax", "softmax_vjp", "log_softmax_vjp", "cross_entropy", "cross_entropy_fwd_bwd")
 # What the correctness suite checks: the values, and the gradients.
 # cross_entropy is the per-row loss, ce_grad its gradient dloss * (p - onehot),
-# each obtained the way a user of the backend would (see execute.route).
+# each obtained the way a user of the backend would (see calls.route).
 VALUE_OPS = ("softmax", "log_softmax", "cross_entropy")
 GRADIENT_OPS = ("softmax_vjp", "log_softmax_vjp", "ce_grad")
 # What the timing engine times: each op in each pass (forward; backward given the

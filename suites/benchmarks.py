@@ -29,14 +29,20 @@ import os
 FULL = os.environ.get("SOFTMAX_BENCH_FULL", "") == "1"
 
 try:  # commits from before the timing engine existed are skipped, not failed
-    from softmax_bench import load_backends, timing
-    from softmax_bench.sizes import PRESETS, default_max_bytes, parse, working_set
+    import softmax_bench
+    from softmax_bench import load_backends
+    from softmax_bench.measure import timing
+    from softmax_bench.core.sizes import PRESETS, default_max_bytes, parse, working_set
 except ImportError as exc:  # pragma: no cover - depends on the commit under test
     timing = None
     _MISSING = f"softmax_bench at this commit has no timing engine ({exc})"
     BACKENDS = ["max-shift"]
+    TIMED_OPS, PASSES = ("softmax",), ("fwd",)
 else:
     BACKENDS = load_backends().names()
+    # The engine's one list of ops and passes: a new op is benchmarked here without an edit.
+    TIMED_OPS = getattr(softmax_bench, "TIMED_OPS", ("softmax",))
+    PASSES = getattr(softmax_bench, "PASSES", ("fwd",))
 
 DEVICES = ["cpu", "cuda"]
 DTYPES = ["float32", "float64", "float16", "bfloat16"] if FULL else ["float32"]
@@ -44,7 +50,7 @@ if FULL and timing is not None:
     SIZES = [s.label for s in PRESETS["full"]]
 else:
     SIZES = ["1x1024", "8x32000", "1x128256"]
-_ALL_PASSES = [f"{op}.{p}" for op in ("softmax", "log_softmax", "cross_entropy") for p in ("fwd", "bwd", "full")]
+_ALL_PASSES = [f"{op}.{p}" for op in TIMED_OPS for p in PASSES]
 # By default the gradient side is one backward and one training step, at one size:
 # `asv continuous` on a fresh clone stays within minutes.
 OP_PASSES = _ALL_PASSES if FULL else ["softmax.bwd", "cross_entropy.full"]
@@ -54,7 +60,7 @@ OP_SIZES = SIZES if FULL else ["8x32000"]
 def _unavailable(registry, backend, device, dtype):
     """The engine's own availability-and-dtype test, where this commit has one."""
     try:
-        from softmax_bench.selection import unavailable
+        from softmax_bench.core.selection import unavailable
     except ImportError:  # commits from before the commands layer
         reason = registry.unavailable(backend, device)
         declared = registry.get(backend).dtypes
@@ -146,14 +152,14 @@ TRACK_CASES = ("randn_scale_3", "vocab_32000", "masked_prefix")
 
 def worst_error(backend, device, dtype, op="softmax", names=None):
     """Largest error in ULP of ``op`` over ``TRACK_CASES`` (or ``names``), against the suite's exact reference."""
-    from softmax_bench import cases
-    from softmax_bench.checks import run_case
-    from softmax_bench.isolation import InProcessExecutor
+    from softmax_bench.measure import cases
+    from softmax_bench.measure.checks import run_case
+    from softmax_bench.core.isolation import InProcessExecutor
 
     try:
-        from softmax_bench.selection import Target
+        from softmax_bench.core.selection import Target
     except ImportError:  # commits from before the commands layer
-        from softmax_bench.suite import Target
+        from softmax_bench.measure.suite import Target
 
     worst = 0.0
     for name in names or TRACK_CASES:
@@ -192,11 +198,11 @@ class TrackCrossEntropyError(TrackError):
 
     def setup(self, backend, device, dtype):
         super().setup(backend, device, dtype)
-        from softmax_bench import cases
+        from softmax_bench.measure import cases
 
         if not set(CE_TRACK_CASES) <= set(cases.names()):
             raise NotImplementedError("softmax_bench at this commit does not check the cross-entropy loss")
-        from softmax_bench.execute import supports
+        from softmax_bench.measure.calls import supports
 
         if not all(supports(load_backends().get(backend), op) for op in ("cross_entropy", "ce_grad")):
             raise NotImplementedError(f"{backend} has no cross-entropy loss and gradient")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from softmax_bench.dtypes import np_dtype
+from softmax_bench.core.dtypes import np_dtype
 
 # Relative tolerance on the output: a few units of roundoff of the storage type.
 # bfloat16 allows one whole ulp because Triton's interpreter truncates on store

@@ -65,8 +65,9 @@ def make_repo(tmp: Path) -> Path:
         "build_command": ["python -m pip wheel --no-deps --no-build-isolation -w {build_cache_dir} {build_dir}"],
         "install_command": ["in-dir={env_dir} python -m pip install --no-deps --force-reinstall {wheel_file}"],
         "uninstall_command": ["return-code=any python -m pip uninstall -y {project}"],
-        # What importing softmax_bench needs, and what building its wheel needs.
-        "matrix": {"req": {"numpy": [""], "ml_dtypes": [""], "setuptools": [""], "wheel": [""]}},
+        # What importing softmax_bench and its exact reference need, and what building its wheel needs.
+        "matrix": {"req": {"numpy": [""], "ml_dtypes": [""], "mpmath": [""], "tabulate": [""], "tqdm": [""],
+                           "setuptools": [""], "wheel": [""]}},
     }
     (repo / "asv.conf.json").write_text(json.dumps(config, indent=1))
     _git(repo, "init", "-q", "-b", "main")
@@ -101,6 +102,22 @@ def test_asv_continuous_flags_a_backend_made_ten_times_slower(tmp_path):
     # The comparison table: "| + | before | after | ratio | benchmark |" for each slower one.
     slower = [line for line in output.splitlines() if line.split("|")[1:2] and line.split("|")[1].strip() == "+"]
     assert len(slower) == 1 and "time_softmax('max-shift'" in slower[0], output[-4000:]
+
+    # Every benchmark class, for a backend that runs here and for ones that cannot (CuPy, and
+    # torch, absent from this environment): what cannot run is n/a, nothing "failed", and
+    # `asv continuous --quick` exits 0 or 1 (the planted slowdown), never 2.
+    every_class = r"benchmarks\.\w+\.\w+\('(max-shift|cupy|torch-fused)', 'c"
+    proc = subprocess.run(
+        [*asv, "continuous", "--machine", "e2e", "--show-stderr", "--quick", "--factor", "3",
+         "--bench", every_class, "HEAD~1", "HEAD"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=400,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode in (0, 1), f"asv continuous --quick exited {proc.returncode}:\n{output[-4000:]}"
+    ran = {name for name in ("TimeSoftmax", "TimeOps", "TrackError", "TrackCrossEntropyError") if f"benchmarks.{name}." in output}
+    assert ran == {"TimeSoftmax", "TimeOps", "TrackError", "TrackCrossEntropyError"}, output[-4000:]
+    assert "failed" not in output.lower(), output[-6000:]
+    assert "n/a" in output  # CuPy without a GPU, torch-fused without torch: skipped, with their reason
 
 
 def _suites():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from softmax_bench import load_backends
-from softmax_bench.execute import call
+from softmax_bench.measure.calls import call
 
 from helpers import registry_targets
 
@@ -32,7 +32,7 @@ def targets():
 
 
 def rounded(x: np.ndarray, dtype: str) -> np.ndarray:
-    from softmax_bench.dtypes import np_dtype
+    from softmax_bench.core.dtypes import np_dtype
 
     return x.astype(np_dtype(dtype)).astype(np.float64)
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from softmax_bench import PASSES, TIMED_OPS, load_backends, timing
-from softmax_bench.dtypes import info
-from softmax_bench.sizes import Size
-from softmax_bench.workloads import unsupported
+from softmax_bench import PASSES, TIMED_OPS, load_backends
+from softmax_bench.measure import timing
+from softmax_bench.core.dtypes import info
+from softmax_bench.core.sizes import Size
+from softmax_bench.measure.workloads import unsupported
 
 from helpers import registry_targets
 

@@ -12,13 +12,14 @@ import json
 import numpy as np
 import pytest
 
-from softmax_bench import cases, load_backends
-from softmax_bench.checks import plan
-from softmax_bench.figures import classify, spacing, tolerance
-from softmax_bench.isolation import InProcessExecutor
-from softmax_bench.results import ResultsFile
-from softmax_bench.selection import Target
-from softmax_bench.suite import execute
+from softmax_bench.measure import cases
+from softmax_bench import load_backends
+from softmax_bench.measure.checks import plan
+from softmax_bench.measure.figures import classify, spacing, tolerance
+from softmax_bench.core.isolation import InProcessExecutor
+from softmax_bench.core.results import ResultsFile
+from softmax_bench.core.selection import Target
+from softmax_bench.measure.suite import execute
 
 from helpers import plugin, run_console
 

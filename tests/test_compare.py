@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from softmax_bench.compare import compare
+from softmax_bench.report.comparison import compare
 
 from golden import GPU, OPS, SMALL, check_golden, edited, timing
 

@@ -18,12 +18,13 @@ import os
 import numpy as np
 import pytest
 
-from softmax_bench import DTYPES, cases, load_backends
-from softmax_bench import dtypes as dt
-from softmax_bench.checks import run_case
-from softmax_bench.execute import supports
-from softmax_bench.isolation import InProcessExecutor
-from softmax_bench.selection import Target
+from softmax_bench import DTYPES, load_backends
+from softmax_bench.measure import cases
+from softmax_bench.core import dtypes as dt
+from softmax_bench.measure.checks import run_case
+from softmax_bench.measure.calls import supports
+from softmax_bench.core.isolation import InProcessExecutor
+from softmax_bench.core.selection import Target
 
 PLUGINS = tuple(p for p in os.environ.get("SOFTMAX_BENCH_PLUGINS", "").split(os.pathsep) if p)
 REGISTRY = load_backends(PLUGINS)

@@ -15,7 +15,7 @@
    update and in the block merge; no max shift) fail the run tests.
 
 None of this measures speed or proves anything about NVRTC/driver behaviour
-on a real device; that is for ``python -m softmax_bench.gpu_run`` on a GPU.
+on a real device; that is for ``softmax-bench gpu-run`` on a GPU.
 """
 
 from __future__ import annotations

@@ -29,14 +29,14 @@ dist = pytest.importorskip("torch.distributed")
 if not (dist.is_available() and dist.is_gloo_available()):
     pytest.skip("torch.distributed with gloo is not available", allow_module_level=True)
 
-from softmax_bench import distributed as d  # noqa: E402
-from softmax_bench import dtypes as dt  # noqa: E402
+from softmax_bench.distributed import sharded as d  # noqa: E402
+from softmax_bench.core import dtypes as dt  # noqa: E402
 from softmax_bench.backends import max_shift as ms  # noqa: E402
 from softmax_bench.backends._numpy_common import log_softmax_vjp as ms_log_softmax_vjp  # noqa: E402
 from softmax_bench.backends._numpy_common import softmax_vjp as ms_softmax_vjp  # noqa: E402
-from softmax_bench.isolation import BackendFailure  # noqa: E402
-from softmax_bench.registry import import_plugin_file  # noqa: E402
-from softmax_bench.timer import QUICK_BUDGET, Budget  # noqa: E402
+from softmax_bench.core.isolation import BackendFailure  # noqa: E402
+from softmax_bench.core.registry import import_plugin_file  # noqa: E402
+from softmax_bench.measure.clock import QUICK_BUDGET, Budget  # noqa: E402
 
 from helpers import plugin  # noqa: E402
 
@@ -510,23 +510,23 @@ def test_time_sharded_counts_collectives_and_bytes(groups):
 
 
 def test_sharded_and_single_process_timings_go_through_the_one_timer(monkeypatch, tmp_path):
-    """Both paths call ``timer.time_calls``: one process with its local loop, the ranks with an ``InStepSampler``.
+    """Both paths call ``clock.time_calls``: one process with its local loop, the ranks with an ``InStepSampler``.
 
     The sharded timing runs in this process (a group of one, joined in place as
     under torchrun), so the spy sees the ranks' calls too.
     """
-    from softmax_bench import timer, timing
+    from softmax_bench.measure import clock, timing
 
     if dist.is_initialized():
         pytest.skip("this process already belongs to a torch.distributed group")
-    assert timing.time_calls is timer.time_calls  # timing.py's name for the one timer
-    real, samplers = timer.time_calls, []
+    assert timing.time_calls is clock.time_calls  # timing.py's name for the one timer
+    real, samplers = clock.time_calls, []
 
     def spy(*args, **kwargs):
         samplers.append(type(kwargs.get("sampler")).__name__)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(timer, "time_calls", spy)
+    monkeypatch.setattr(clock, "time_calls", spy)
     monkeypatch.setattr(timing, "time_calls", spy)
     # The group's meter wraps torch.distributed's collectives: put the originals back afterwards.
     for name in d.COLLECTIVES:
@@ -565,9 +565,9 @@ def test_cold_mode_rotates_through_copies_of_each_ranks_inputs(groups, monkeypat
 
 def test_run_plans_both_modes_for_every_world_size_and_skips_what_cannot_be_cold(monkeypatch):
     """``run`` used to plan a distributed backend warm only and drop cold without a word."""
-    from softmax_bench.distributed_plan import Groups, timing_units
-    from softmax_bench.selection import Target
-    from softmax_bench.sizes import Size
+    from softmax_bench.distributed.plan import Groups, timing_units
+    from softmax_bench.core.selection import Target
+    from softmax_bench.core.sizes import Size
 
     target = Target(BACKENDS[1], "cpu", "float32")
     items = [(Size(8, 32000), mode, "softmax", "fwd") for mode in ("warm", "cold")]
@@ -590,8 +590,8 @@ def test_run_plans_both_modes_for_every_world_size_and_skips_what_cannot_be_cold
 TORCHRUN_SCRIPT = """
 import json, sys
 import numpy as np
-from softmax_bench import distributed as d
-from softmax_bench.timer import QUICK_BUDGET
+from softmax_bench.distributed import sharded as d
+from softmax_bench.measure.clock import QUICK_BUDGET
 
 x = np.tile(np.arange(8.0), (16, 16))
 loss = d.run_sharded("vocab-parallel-fused", (), "cpu", "float32", "cross_entropy",

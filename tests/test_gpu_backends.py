@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from softmax_bench import adapters, gpu_run, load_backends
+from softmax_bench.core import adapters
+from softmax_bench import load_backends
+from softmax_bench.commands import gpu_run, main as cli_main
 from softmax_bench.backends import _cuda_softmax, torch_compile, triton_softmax
 
 REGISTRY = load_backends()
@@ -111,7 +113,7 @@ def test_torch_compile_runs_on_this_cpu():
 
 
 def test_gpu_run_dry_run_prints_every_stage(capsys, tmp_path):
-    assert gpu_run.main(["--dry-run", "--out-dir", str(tmp_path), "--name", "gpu-x"]) == 0
+    assert cli_main(["gpu-run", "--dry-run", "--out-dir", str(tmp_path), "--name", "gpu-x"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("softmax-bench check --device cuda") and f"--out {tmp_path / 'gpu-x-check.json'}" in lines[0]
     assert "--dtype float32 --dtype bfloat16" in lines[0]
@@ -128,10 +130,10 @@ def test_gpu_run_dry_run_prints_every_stage(capsys, tmp_path):
 
 def test_gpu_run_runs_every_stage_and_fails_on_a_failed_check(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(gpu_run.cli, "main", lambda argv: calls.append(list(argv)) or (1 if argv[0] == "check" else 0))
+    monkeypatch.setattr(gpu_run, "dispatch", lambda argv: calls.append(list(argv)) or (1 if argv[0] == "check" else 0))
     monkeypatch.setattr(gpu_run, "probe", lambda path: {})
     monkeypatch.setattr(type(REGISTRY), "unavailable", lambda self, name, device: None)
-    status = gpu_run.main(["--backend", "cupy-online", "--backend", "triton", "--out-dir", str(tmp_path), "--name", "g"])
+    status = cli_main(["gpu-run", "--backend", "cupy-online", "--backend", "triton", "--out-dir", str(tmp_path), "--name", "g"])
     assert status == 1  # a failed check is the run's failure, after the timings were still taken
     assert [c[0] for c in calls] == ["check"] + ["run"] * 3 + ["check"]  # no sharded backend chosen
     for argv in calls:
@@ -151,10 +153,10 @@ def test_gpu_run_budget_is_shared_and_spent_stages_are_skipped(monkeypatch, tmp_
         return 0
 
     monkeypatch.setattr(gpu_run.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(gpu_run.cli, "main", fake_main)
+    monkeypatch.setattr(gpu_run, "dispatch", fake_main)
     monkeypatch.setattr(gpu_run, "probe", lambda path: {})
     monkeypatch.setattr(type(REGISTRY), "unavailable", lambda self, name, device: None)
-    assert gpu_run.main(["--backend", "triton", "--out-dir", str(tmp_path), "--budget", "100"]) == 0
+    assert cli_main(["gpu-run", "--backend", "triton", "--out-dir", str(tmp_path), "--budget", "100"]) == 0
     budgets = [float(argv[argv.index("--budget") + 1]) for argv in calls]
     assert budgets == [100 * gpu_run.CHECK_SHARE, 60, 20]  # the check's share, then what is left
     assert "not run, the budget of 100 s is spent" in capsys.readouterr().out
@@ -163,12 +165,12 @@ def test_gpu_run_budget_is_shared_and_spent_stages_are_skipped(monkeypatch, tmp_
 @no_gpu
 def test_gpu_run_without_a_gpu_says_why_and_runs_nothing(monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(gpu_run.cli, "main", lambda argv: calls.append(argv) or 0)
-    assert gpu_run.main(["--out-dir", "unused"]) == 1
+    monkeypatch.setattr(gpu_run, "dispatch", lambda argv: calls.append(argv) or 0)
+    assert cli_main(["gpu-run", "--out-dir", "unused"]) == 1
     err = capsys.readouterr().err
     assert "no GPU backend can run here" in err and "cupy-online:" in err and not calls
 
 
 def test_gpu_run_rejects_unknown_backend(capsys):
-    assert gpu_run.main(["--backend", "numpy-nope"]) == 2
+    assert cli_main(["gpu-run", "--backend", "numpy-nope"]) == 2
     assert "unknown GPU backend 'numpy-nope'" in capsys.readouterr().err

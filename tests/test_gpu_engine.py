@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 
 from helpers import plugin
-from softmax_bench import adapters, cases, figures, timer, timing, workloads
-from softmax_bench.checks import prime_references
-from softmax_bench.isolation import BackendFailure, InProcessExecutor
-from softmax_bench.records import CheckRecord
-from softmax_bench.results import ResultsFile
-from softmax_bench.selection import Target
-from softmax_bench.suite import Unit, execute
+from softmax_bench.core import adapters
+from softmax_bench.measure import cases, figures, clock, timing, workloads
+from softmax_bench.measure.checks import prime_references
+from softmax_bench.core.isolation import BackendFailure, InProcessExecutor
+from softmax_bench.core.records import CheckRecord
+from softmax_bench.core.results import ResultsFile
+from softmax_bench.core.selection import Target
+from softmax_bench.measure.suite import Unit, execute
 
-TINY = timer.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.001, repeats=5, min_repeats=3, max_s=0.05)
+TINY = clock.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.001, repeats=5, min_repeats=3, max_s=0.05)
 IN_PLACE = plugin("in_place")
 FORWARD_ONLY = plugin("forward_only")
 
@@ -188,7 +189,7 @@ def test_jax_planned_peak_counts_outputs_and_temporaries():
 
 
 def test_peak_memory_falls_back_to_the_plan_only_without_an_allocator_peak():
-    from softmax_bench.memory import peak_memory
+    from softmax_bench.measure.memory import peak_memory
 
     class NoPeak(adapters.Adapter):
         def peak_memory(self, device):

@@ -1,4 +1,10 @@
-"""The house stays one-way: the engine never imports the command layer, and no import cycle exists.
+"""The house stays one-way: layers are folders, no import points up a layer, and no import cycle exists.
+
+The layers of ``bench/``, bottom up: the contract (``backend``, ``errors``),
+``core/`` (with the package's face), ``measure/``, ``distributed/``,
+``report/``, ``commands/`` (with ``cli`` and ``__main__``). A built-in backend
+(``backends/``) imports only the contract, as a third-party plugin would; the
+asv suites (``suites/``) never the command layer.
 
 Parsed with ``ast`` (nothing is imported), so the test is cheap and names the
 offending import. Also: usage errors give one line and exit 2 through every
@@ -15,9 +21,13 @@ import pytest
 from helpers import ENTRIES, ROOT, run_console
 
 PACKAGE = ROOT / "bench"
-# The command layer: the verbs, the parser that dispatches to them, and the
-# drivers that start the tool. Everything else under bench/ is the engine.
-COMMAND_LAYER = {"cli", "__main__", "gpu_run"}
+LAYERS = ("contract", "core", "measure", "distributed", "report", "commands")
+# Modules at the package root, and the layer each belongs to ("" is the package's face).
+ROOT_MODULES = {"backend": "contract", "errors": "contract", "": "core", "cli": "commands", "__main__": "commands"}
+# What a plugin may import of ours: the public face and the contract.
+CONTRACT = {"softmax_bench", "softmax_bench.backend", "softmax_bench.errors"}
+# The collector of the built-ins reads modules the way the registry reads a plugin file.
+COLLECTOR_MAY_IMPORT = CONTRACT | {"softmax_bench.core.registry"}
 
 
 def module_name(path: Path, root: Path = PACKAGE) -> str:
@@ -25,8 +35,38 @@ def module_name(path: Path, root: Path = PACKAGE) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def is_command(module: str) -> bool:
-    return module in COMMAND_LAYER or module == "commands" or module.startswith("commands.")
+def layer(module: str) -> str:
+    """The layer of a package module: its folder, or its place at the root."""
+    if module in ROOT_MODULES:
+        return ROOT_MODULES[module]
+    folder = module.split(".")[0]
+    assert folder in LAYERS, f"bench/{folder} is in no layer; add it to LAYERS"
+    return folder
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(importer, imported) pairs where the imported module sits in a higher layer."""
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    return sorted((m, t) for m, targets in graph.items() for t in targets if rank[layer(t)] > rank[layer(m)])
+
+
+def outside_imports(folder: Path) -> dict[str, set[str]]:
+    """File -> the ``softmax_bench`` modules it imports, for code outside the package (backends, suites)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(folder.rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+        found[path.name] = {n for n in names if n.split(".")[0] == "softmax_bench"}
+    return found
+
+
+def backend_imports_beyond_the_contract(folder: Path) -> list[tuple[str, str]]:
+    return sorted((f, n) for f, names in outside_imports(folder).items() for n in names
+                  if n not in (COLLECTOR_MAY_IMPORT if f == "__init__.py" else CONTRACT))
 
 
 def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
@@ -93,30 +133,40 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def engine_imports_of_commands(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
-    return sorted((m, t) for m, targets in graph.items() if not is_command(m) for t in targets if is_command(t))
-
-
 def test_the_package_has_no_import_cycle():
     assert cycles(import_graph()) == []
 
 
-def test_no_engine_module_imports_the_command_layer():
+def test_every_module_sits_in_a_layer_and_no_import_points_up():
     graph = import_graph()
-    assert any(m.startswith("commands.") for m in graph)  # the layer exists, so the check can bite
-    assert engine_imports_of_commands(graph) == []
+    assert {layer(m) for m in graph} == set(LAYERS)  # every layer exists, so the check can bite
+    assert upward_imports(graph) == []
 
 
-def test_the_checks_catch_a_cycle_and_an_upward_import(tmp_path):
-    # Negative control: a small package with both faults.
-    (tmp_path / "commands").mkdir()
-    (tmp_path / "commands" / "__init__.py").write_text("")
-    (tmp_path / "commands" / "run.py").write_text("from ..timing import measure\n")
-    (tmp_path / "timing.py").write_text("from .commands.run import helper\nfrom . import sizes\n")
-    (tmp_path / "sizes.py").write_text("from softmax_bench.timing import measure\n")
+def test_backends_import_only_the_contract_and_suites_never_the_commands():
+    assert backend_imports_beyond_the_contract(ROOT / "backends") == []
+    suites = outside_imports(ROOT / "suites")
+    assert any(suites.values())
+    assert [(f, n) for f, names in suites.items() for n in names
+            if n.startswith(("softmax_bench.commands", "softmax_bench.cli"))] == []
+
+
+def test_the_checks_catch_a_cycle_an_upward_import_and_a_backend_reaching_in(tmp_path):
+    # Negative control: a small package with each fault.
+    for folder in ("commands", "measure", "core"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "__init__.py").write_text("")
+    (tmp_path / "commands" / "run.py").write_text("from ..measure.timing import measure\n")
+    (tmp_path / "measure" / "timing.py").write_text("from ..commands.run import helper\nfrom ..core import sizes\n")
+    (tmp_path / "core" / "sizes.py").write_text("from softmax_bench.measure.timing import measure\n")
     graph = import_graph(tmp_path)
-    assert cycles(graph) == [["commands.run", "sizes", "timing"]]
-    assert engine_imports_of_commands(graph) == [("timing", "commands.run")]
+    assert cycles(graph) == [["commands.run", "core.sizes", "measure.timing"]]
+    assert upward_imports(graph) == [("core.sizes", "measure.timing"), ("measure.timing", "commands.run")]
+    plugins = tmp_path / "backends"
+    plugins.mkdir()
+    (plugins / "mine.py").write_text("from softmax_bench import Backend\nfrom softmax_bench.measure.timing import measure\n")
+    (plugins / "__init__.py").write_text("from softmax_bench.core.registry import backends_of_module\n")
+    assert backend_imports_beyond_the_contract(plugins) == [("mine.py", "softmax_bench.measure.timing")]
 
 
 USAGE_ERRORS = [

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from softmax_bench import cases
-from softmax_bench.checks import run_case
-from softmax_bench.isolation import InProcessExecutor
-from softmax_bench.selection import Target
+from softmax_bench.measure import cases
+from softmax_bench.measure.checks import run_case
+from softmax_bench.core.isolation import InProcessExecutor
+from softmax_bench.core.selection import Target
 
 from helpers import run_console
 
@@ -290,7 +290,7 @@ def test_cross_entropy_matches_float64_reference(name, dtype, rtol, atol):
 @pytest.mark.parametrize("name", CORRECT)
 def test_cross_entropy_large_margin_and_masked_target(name, dtype):
     """[0, 200] with target 0: loss exactly 200 and a finite gradient; a target at -inf: loss inf."""
-    from softmax_bench.dtypes import np_dtype
+    from softmax_bench.core.dtypes import np_dtype
 
     b = BACKENDS[name]
     x = np.array([[0.0, 200.0], [-np.inf, 1.0]]).astype(np_dtype(dtype))
@@ -370,10 +370,10 @@ def test_peak_memory_counts_a_pooled_output(monkeypatch):
     memory: the figure includes the output, as for a backend that allocates
     each time. Without the release, the output's reused memory goes
     uncounted (the negative control)."""
-    from softmax_bench import timer, timing
+    from softmax_bench.measure import clock, timing
 
     monkeypatch.setattr(kernels, "POOL_MIN_BYTES", 0)
-    budget = timer.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.001, repeats=3, min_repeats=3, max_s=0.05)
+    budget = clock.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.001, repeats=3, min_repeats=3, max_s=0.05)
     nbytes = 64 * 8192 * 4
 
     def peak():

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from softmax_bench import documents, plots
-from softmax_bench.render import render_table
-from softmax_bench.runs import load_runs, merge
-from softmax_bench.tables import time_table
+from softmax_bench.report import documents, plots
+from softmax_bench.report.render import render_table
+from softmax_bench.report.runs import load_runs, merge
+from softmax_bench.report.tables import time_table
 
 from golden import GPU, OPS, SMALL, edited, timing
 from helpers import ROOT

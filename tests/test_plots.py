@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from softmax_bench import plots  # noqa: E402
-from softmax_bench.runs import load_runs, merge  # noqa: E402
+from softmax_bench.report import plots  # noqa: E402
+from softmax_bench.report.runs import load_runs, merge  # noqa: E402
 
 from golden import OPS, SMALL  # noqa: E402
 from helpers import ROOT  # noqa: E402

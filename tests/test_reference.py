@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from softmax_bench import reference
+from softmax_bench.measure import reference
 
 
 @pytest.fixture(params=["gmpy2", "mpmath"])

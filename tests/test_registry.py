@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from softmax_bench import Backend, BackendError, load_backends
-from softmax_bench.registry import RegistryWarning
+from softmax_bench.core.registry import RegistryWarning
 
 from helpers import plugin, run_console
 

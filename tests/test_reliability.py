@@ -19,10 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from softmax_bench import cases, cli, results
-from softmax_bench.checks import plan
-from softmax_bench.results import ResultsError, record_key
-from softmax_bench.selection import Target
+from softmax_bench.measure import cases
+from softmax_bench import cli
+from softmax_bench.core import results
+from softmax_bench.measure.checks import plan
+from softmax_bench.core.results import ResultsError, record_key
+from softmax_bench.core.selection import Target
 
 from helpers import plugin, run_console
 
@@ -131,7 +133,7 @@ def test_random_arguments_never_raise(monkeypatch, argv):
     def reached(*args, **kwargs):
         raise _Reached
 
-    import softmax_bench.suite as suite
+    import softmax_bench.measure.suite as suite
 
     monkeypatch.setattr(suite, "execute", reached)
     try:

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from softmax_bench import documents, plots
-from softmax_bench.documents import README_BEGIN, README_END
-from softmax_bench.formatting import format_percent, format_relative, format_seconds, format_ulp
-from softmax_bench.outline import build_report
-from softmax_bench.render import render_table
-from softmax_bench.runs import complete_timings, load_runs, merge
-from softmax_bench.tables import (accuracy_table, bandwidth_table, overflow_table, peak_table, sources_table,
+from softmax_bench.report import documents, plots
+from softmax_bench.report.documents import README_BEGIN, README_END
+from softmax_bench.core.formatting import format_percent, format_relative, format_seconds, format_ulp
+from softmax_bench.report.outline import build_report
+from softmax_bench.report.render import render_table
+from softmax_bench.report.runs import complete_timings, load_runs, merge
+from softmax_bench.report.tables import (accuracy_table, bandwidth_table, overflow_table, peak_table, sources_table,
                                   time_table)
-from softmax_bench.results import ResultsError, load
+from softmax_bench.core.results import ResultsError, load
 
 from helpers import ROOT, run_console
 from golden import GPU, OPS, SMALL, check_golden, edited, timing

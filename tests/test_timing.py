@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 
 from helpers import ROOT, plugin
-from softmax_bench import memory, speed_table, timer, timing, timing_plan
+from softmax_bench.measure import memory, clock, timing, planning
+from softmax_bench.report import speed
 from softmax_bench.errors import UsageError
-from softmax_bench.formatting import format_seconds
-from softmax_bench.results import load as load_results
-from softmax_bench.sizes import PRESETS, VOCABULARIES, Size, parse, working_set
+from softmax_bench.core.formatting import format_seconds
+from softmax_bench.core.results import load as load_results
+from softmax_bench.core.sizes import PRESETS, VOCABULARIES, Size, parse, working_set
 
-TINY = timer.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.001, repeats=5, min_repeats=3, max_s=0.05)
+TINY = clock.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.001, repeats=5, min_repeats=3, max_s=0.05)
 SLEEP = plugin("timing_sleep")
 NOOP = plugin("timing_noop")
 FAULTY = plugin("timing_faulty")
@@ -29,7 +30,7 @@ FAULTY = plugin("timing_faulty")
 @pytest.fixture
 def short_runs(monkeypatch):
     """--quick with the tiny budget and a 64 KiB "cache", so cold mode needs few buffers."""
-    monkeypatch.setattr(timer, "QUICK_BUDGET", TINY)
+    monkeypatch.setattr(clock, "QUICK_BUDGET", TINY)
     monkeypatch.setenv(memory.LLC_ENV, str(64 * 1024))
 
 
@@ -62,8 +63,8 @@ def test_a_noop_backend_costs_the_engine_little_per_call():
 
 def test_time_calls_takes_the_requested_repeats_and_median_of_samples():
     calls = []
-    budget = timer.Budget(warmup_s=0.0, warmup_calls=2, min_sample_s=0.0005, repeats=6, min_repeats=6, max_s=10)
-    result = timer.time_calls(lambda x: calls.append(x), [(1,)], lambda y: y, budget)
+    budget = clock.Budget(warmup_s=0.0, warmup_calls=2, min_sample_s=0.0005, repeats=6, min_repeats=6, max_s=10)
+    result = clock.time_calls(lambda x: calls.append(x), [(1,)], lambda y: y, budget)
     assert result.repeats == len(result.samples_s) == 6
     assert result.median_s == pytest.approx(float(np.median(result.samples_s)))
     q1, q3 = np.percentile(result.samples_s, [25, 75])
@@ -73,8 +74,8 @@ def test_time_calls_takes_the_requested_repeats_and_median_of_samples():
 
 def test_unordered_libraries_wait_on_every_output_of_a_sample():
     waited = []
-    budget = timer.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.0, repeats=3, min_repeats=3)
-    timer.time_calls(lambda x: x, [(7,)], waited.append, budget, ordered=False)
+    budget = clock.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.0, repeats=3, min_repeats=3)
+    clock.time_calls(lambda x: x, [(7,)], waited.append, budget, ordered=False)
     assert len(waited) >= 1 + 1 + 3 and all(isinstance(w, list) and w and set(w) == {7} for w in waited)
 
 
@@ -96,8 +97,8 @@ class FakeSampler:
 def test_a_given_sampler_takes_the_first_call_warm_up_calibration_and_samples():
     u = 2.0**-10  # exact in binary: the clock comparisons below are exact
     fake = FakeSampler(u)
-    budget = timer.Budget(warmup_s=8 * u, warmup_calls=2, min_sample_s=4 * u, repeats=5, min_repeats=3, max_s=1e6)
-    result = timer.time_calls(budget=budget, sampler=fake)
+    budget = clock.Budget(warmup_s=8 * u, warmup_calls=2, min_sample_s=4 * u, repeats=5, min_repeats=3, max_s=1e6)
+    result = clock.time_calls(budget=budget, sampler=fake)
     # The first call, then singles until the sampler's clock (not the wall clock) passes the warm-up:
     # 8 of them; inner = 4 makes a sample of the minimum length, which is kept, and 4 more follow.
     assert fake.taken == [(1, True)] * 9 + [(4, False)] * 5
@@ -108,8 +109,8 @@ def test_a_given_sampler_takes_the_first_call_warm_up_calibration_and_samples():
 def test_the_stopping_rule_reads_the_samplers_clock():
     u = 2.0**-10
     fake = FakeSampler(u)
-    budget = timer.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=4 * u, repeats=15, min_repeats=3, max_s=10 * u)
-    result = timer.time_calls(budget=budget, first=0.5, sampler=fake)
+    budget = clock.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=4 * u, repeats=15, min_repeats=3, max_s=10 * u)
+    result = clock.time_calls(budget=budget, first=0.5, sampler=fake)
     # Samples of 4u: after the third, 12u of the sampler's clock have passed max_s (10u): stop at min_repeats.
     # (On the wall clock these microseconds would never reach it: all 15 would be taken.)
     assert result.repeats == 3 and result.first_call_s == 0.5
@@ -118,8 +119,8 @@ def test_the_stopping_rule_reads_the_samplers_clock():
 
 def test_refresh_and_inspect_see_the_samples_only_not_the_first_call_or_warm_up():
     refreshed, inspected = [], []
-    budget = timer.Budget(warmup_s=0.0, warmup_calls=3, min_sample_s=0.0, repeats=4, min_repeats=4)
-    result = timer.time_calls(lambda x: x, [(1,)], lambda y: y, budget, refresh=refreshed.append,
+    budget = clock.Budget(warmup_s=0.0, warmup_calls=3, min_sample_s=0.0, repeats=4, min_repeats=4)
+    result = clock.time_calls(lambda x: x, [(1,)], lambda y: y, budget, refresh=refreshed.append,
                               inspect=lambda k, args, out: inspected.append((k, args, out)))
     assert result.repeats == 4 and refreshed == [0, 1, 2, 3]
     assert inspected == [(k, (1,), 1) for k in range(4)]
@@ -127,15 +128,15 @@ def test_refresh_and_inspect_see_the_samples_only_not_the_first_call_or_warm_up(
 
 def test_time_calls_takes_a_local_call_or_a_sampler_not_both():
     with pytest.raises(TypeError, match="or a sampler"):
-        timer.time_calls(lambda: None, [()], lambda y: y, sampler=FakeSampler(1.0))
+        clock.time_calls(lambda: None, [()], lambda y: y, sampler=FakeSampler(1.0))
     with pytest.raises(TypeError, match="or a sampler"):
-        timer.time_calls(lambda: None, [()])
+        clock.time_calls(lambda: None, [()])
 
 
 def test_quartiles_are_numpys_percentiles():
     values = [5.0, 1.0, 4.0, 2.0, 3.0, 10.0]
-    assert timer.quartiles(values) == tuple(float(q) for q in np.percentile(values, [25, 50, 75]))
-    assert timer.median(values) == float(np.median(values))
+    assert clock.quartiles(values) == tuple(float(q) for q in np.percentile(values, [25, 50, 75]))
+    assert clock.median(values) == float(np.median(values))
 
 
 # --------------------------------------------------------------- cold and warm
@@ -154,7 +155,7 @@ def test_cold_mode_rotates_through_distinct_buffers_and_warm_reuses_one():
         n = memory.buffer_count(size.nbytes("float32"), mode, llc)
         case = timing.prepare("max-shift", "cpu", "float32", size, buffers=n)
         seen = set()
-        timer.time_calls(lambda x: seen.add(x.ctypes.data), case.inputs.args, case.wait, TINY)
+        clock.time_calls(lambda x: seen.add(x.ctypes.data), case.inputs.args, case.wait, TINY)
         expected = 1 if mode == "warm" else memory.COLD_FACTOR * llc // size.nbytes("float32")
         assert len(case.inputs.args) == n == expected
         assert len(seen) == expected  # every buffer was used, each at its own address
@@ -224,7 +225,7 @@ def test_run_writes_records_with_every_readme_field_and_the_copy_ceiling(cli, tm
         copies.append(result["copy_gbps"] is not None)
         return result
 
-    monkeypatch.setattr(timing_plan, "measure", counting)
+    monkeypatch.setattr(planning, "measure", counting)
     out = tmp_path / "r.json"
     status, text, _ = cli("run", "--backend", "max-shift", "--backend", "naive", "--sizes", "1x1024,2x512",
                           "--quick", "--no-isolate", "--out", out)
@@ -271,8 +272,8 @@ def test_speed_relative_to_max_shift_matches_on_device_dtype_size_and_mode():
         {**base, "backend": "cold-one", "median_s": 1.0, "mode": "cold"},  # no cold baseline
         {**base, "backend": "failed", "median_s": None},
     ]
-    assert speed_table.relative_to_baseline(records) == {0: 1.0, 1: 2.0, 2: None, 3: None}
-    text = speed_table.table([{**r, "iqr_s": None, "gbps": None, "copy_fraction": None, "peak_bytes": None} for r in records])
+    assert speed.relative_to_baseline(records) == {0: 1.0, 1: 2.0, 2: None, 3: None}
+    text = speed.table([{**r, "iqr_s": None, "gbps": None, "copy_fraction": None, "peak_bytes": None} for r in records])
     assert "2.00x" in text.splitlines()[3]
 
 
@@ -341,7 +342,7 @@ def test_backends_that_cheat_while_timed_get_suspect_records_and_no_win(cli, tmp
     rows = [line for line in text.splitlines() if line.split()[:1] and line.split()[0] in reasons]
     assert len(rows) == 6 and all(" suspect " in line and "SUSPECT" in line for line in rows)
     # No ratio for a suspect timing, so it can never read as a win over the baseline.
-    assert speed_table.relative_to_baseline(list(records.values())) == {
+    assert speed.relative_to_baseline(list(records.values())) == {
         i: (1.0 if r["backend"] == "max-shift" else None) for i, r in enumerate(records.values())}
 
 
@@ -354,7 +355,7 @@ def test_a_timing_faster_than_the_fastest_copy_is_flagged_and_a_plausible_one_is
         {**base, "backend": "impossible", "gbps": 51.0, "copy_gbps": 20.0},  # beyond it
         {**base, "backend": "loss", "op": "cross_entropy", "gbps": 90.0, "copy_gbps": 20.0},  # read-only: 2.5x
     ]
-    timing_plan.finalize(records)
+    planning.finalize(records)
     suspect = {r["backend"]: r["suspect"] for r in records}
     assert suspect["copy-fast"] is None and suspect["honest"] is None and suspect["loss"] is None
     assert "faster than a copy" in suspect["impossible"]

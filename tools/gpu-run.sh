@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # The GPU run on a bare GPU machine with no network:
 #
-#   tools/gpu-run.sh OUT_DIR [python -m softmax_bench.gpu_run options, e.g. --name gpu-h200 --budget 300]
+#   tools/gpu-run.sh OUT_DIR [softmax-bench gpu-run options, e.g. --name gpu-h200 --budget 300]
 #
 # Installs this checkout (editable, no index, no dependencies: the machine's
 # own torch, triton, jax and cupy are used) plus any wheels carried in .whl/
 # (gmpy2, liger-kernel; WHEELS names another folder), says what is installed, then runs
-# softmax_bench.gpu_run with its results files and a log under OUT_DIR.
+# softmax-bench gpu-run with its results files and a log under OUT_DIR.
 # PYTHON picks the interpreter (default python3); SOFTMAX_BENCH_COMMIT names
 # the commit when the copy has no .git.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${1:?usage: tools/gpu-run.sh OUT_DIR [gpu_run options]}
+out=${1:?usage: tools/gpu-run.sh OUT_DIR [gpu-run options]}
 shift
 mkdir -p "$out"
 py=${PYTHON:-python3}
@@ -32,4 +32,4 @@ for name in ("softmax-bench", "torch", "triton", "jax", "jaxlib", "cupy-cuda13x"
 PY
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv || true
 "$py" -m softmax_bench list
-"$py" -m softmax_bench.gpu_run --out-dir "$out" "$@"
+"$py" -m softmax_bench gpu-run --out-dir "$out" "$@"

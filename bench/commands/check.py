@@ -22,10 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..check_summary import summarise
-    from ..checks import convention_units, plan, prime_references, select_cases
-    from ..distributed_plan import Groups, check_units
-    from ..suite import execute
+    from ..report.check_summary import summarise
+    from ..measure.checks import convention_units, plan, prime_references, select_cases
+    from ..distributed.plan import Groups, check_units
+    from ..measure.suite import execute
 
     registry = options.registry(args)
     selection = options.selection(args, registry)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..render import FORMATS
+from ..report.render import FORMATS
 from . import options
 
 HELP = "per-benchmark ratios between two results files"
@@ -19,11 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compare import KEY, compare, summary, tables
+    from ..report.comparison import KEY, compare, summary, tables
     from ..errors import UsageError
-    from ..results import load
-    from ..runs import machine_label
-    from ..render import render_table
+    from ..core.results import load
+    from ..report.runs import machine_label
+    from ..report.render import render_table
 
     a_doc, b_doc = load(args.baseline), load(args.contender)
     comparison = compare(a_doc["records"], b_doc["records"], args.threshold)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..selection import choose
+from ..core.selection import choose
 from . import options
 
 HELP = "list every backend and whether it can run here"

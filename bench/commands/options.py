@@ -9,12 +9,12 @@ import time
 from typing import Any, Optional
 
 from ..backend import DEVICES, DTYPES
-from ..formatting import parse_bytes
-from ..isolation import make_executor
-from ..registry import Registry
-from ..results import ResultsFile
-from ..selection import Selection, load_registry, select
-from ..suite import open_results
+from ..core.formatting import parse_bytes
+from ..core.isolation import make_executor
+from ..core.registry import Registry
+from ..core.results import ResultsFile
+from ..core.selection import Selection, load_registry, select
+from ..measure.suite import open_results
 
 
 def positive_float(text: str) -> float:

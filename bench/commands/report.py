@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..render import FORMATS
+from ..report.render import FORMATS
 
 HELP = "tables and plots from results files"
 
@@ -18,10 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..documents import render_document, write_report
+    from ..report.documents import render_document, write_report
     from ..errors import UsageError
-    from ..outline import build_report
-    from ..runs import load_runs, merge, warn_stderr
+    from ..report.outline import build_report
+    from ..report.runs import load_runs, merge, warn_stderr
 
     if args.out is None and args.readme is not None:
         raise UsageError("--readme needs --out DIR, where the plots it links are written")

@@ -7,9 +7,9 @@ import os
 import sys
 
 from ..backend import PASSES, TIMED_OPS
-from ..sizes import PRESETS
-from ..speed_table import BASELINE
-from ..timing import MODES
+from ..core.sizes import PRESETS
+from ..report.speed import BASELINE
+from ..measure.timing import MODES
 from ..errors import UsageError
 from . import options
 
@@ -48,19 +48,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..check_summary import print_run_summary
-    from ..checks import RUN_SUMMARY_CASES, select_cases
-    from ..checks import plan as check_units
-    from ..formatting import human_bytes
-    from ..selection import choose
-    from ..sizes import default_max_bytes, parse
-    from ..speed_table import table
-    from ..suite import execute
-    from ..timer import DEFAULT_BUDGET, QUICK_BUDGET
-    from ..distributed_plan import Groups
-    from ..distributed_plan import timing_units as sharded_units
-    from ..threads import environment
-    from ..timing_plan import Plan, finalize, timing_units
+    from ..report.check_summary import print_run_summary
+    from ..measure.checks import RUN_SUMMARY_CASES, select_cases
+    from ..measure.checks import plan as check_units
+    from ..core.formatting import human_bytes
+    from ..core.selection import choose
+    from ..core.sizes import default_max_bytes, parse
+    from ..report.speed import table
+    from ..measure.suite import execute
+    from ..measure.clock import DEFAULT_BUDGET, QUICK_BUDGET
+    from ..distributed.plan import Groups
+    from ..distributed.plan import timing_units as sharded_units
+    from ..core.threads import environment
+    from ..measure.planning import Plan, finalize, timing_units
 
     sizes = parse(args.sizes) if args.sizes is not None else PRESETS["quick" if args.quick else "default"]
     modes = list(MODES) if args.mode == "both" else [args.mode]

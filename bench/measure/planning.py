@@ -1,0 +1,125 @@
+"""``run``'s timings as units of work: one ``TimingRecord`` per (target, size, mode, op, pass).
+
+Each unit is independent: it runs ``timing.measure`` in its backend's worker,
+which times the library's own copy of the same bytes beside the backend, so
+no unit's record depends on which unit ran before it. A unit whose working
+set does not fit the memory budget, or whose cold mode would need too many
+buffers, is recorded as skipped with the reason instead of being run; one the
+backend cannot provide (no VJP, no loss) is not planned.
+
+``finalize`` runs over a whole run's records once they are in: the fastest
+copy on each device for the same dtype, size and mode becomes every record's
+``device_copy_gbps``, and what is faster than it by more than the margin is
+``suspect``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+from ..core.formatting import human_bytes
+from .memory import COLD_FACTOR, MAX_BUFFERS, buffer_count, llc_bytes
+from ..core.records import TimingRecord, copy_fraction
+from ..core.selection import Selection, Target
+from ..core.sizes import Size, working_set
+from .suite import Unit
+from .clock import Budget
+from .timing import ceiling_margin, measure, suspicion
+from .workloads import unsupported
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to time: sizes x modes x (op, pass) pairs, and extra (size, mode, op, pass) units."""
+
+    sizes: Sequence[Size]
+    modes: Sequence[str]
+    passes: Sequence[tuple[str, str]]
+    extra: Sequence[tuple[Size, str, str, str]] = ()
+
+    def items(self) -> list[tuple[Size, str, str, str]]:
+        grid = [(size, mode, op, pass_) for (op, pass_) in self.passes for size in self.sizes for mode in self.modes]
+        return list(dict.fromkeys(grid + list(self.extra)))
+
+
+def _record(target: Target, size: Size, mode: str, op: str, pass_: str, library: str) -> TimingRecord:
+    return TimingRecord(backend=target.backend, device=target.device, dtype=target.dtype, rows=size.rows,
+                        vocab=size.vocab, mode=mode, op=op, pass_=pass_, library=library)
+
+
+def skip_reason(size: Size, dtype: str, buffers: int, llc: int, max_bytes: Optional[int], op: str = "softmax",
+                pass_: str = "fwd") -> Optional[str]:
+    """Why a unit cannot be run within the limits, or ``None``."""
+    if buffers > MAX_BUFFERS:
+        return (f"skipped: a cold cache needs {buffers} inputs of {human_bytes(size.nbytes(dtype))}"
+                f" to exceed {COLD_FACTOR} x the {human_bytes(llc)} cache; at most {MAX_BUFFERS}")
+    need = working_set(size, dtype, buffers, op, pass_)
+    if max_bytes and need > max_bytes:
+        return f"skipped: working set {human_bytes(need)} exceeds --max-bytes {human_bytes(max_bytes)}"
+    return None
+
+
+def timing_units(selection: Selection, plan: Plan, budget: Budget, max_bytes: Optional[int],
+                 threads: Optional[int] = None) -> list[Unit]:
+    """One ``suite.Unit`` per (size, mode, op, pass, target) the backend can provide."""
+    llcs = {device: llc_bytes(device) for device in {t.device for t in selection.targets}}
+    plugin_files = tuple(selection.plugin_files)
+    units = []
+    for size, mode, op, pass_ in plan.items():
+        for target in selection.single_process:
+            backend = selection.registry.get(target.backend)
+            if unsupported(backend, op, pass_):
+                continue
+            llc = llcs[target.device]
+            record = _record(target, size, mode, op, pass_, backend.library)
+            label = f"{target.backend} {target.device} {target.dtype} {size.label} {mode} {op} {pass_}"
+            buffers = buffer_count(size.nbytes(target.dtype), mode, llc)
+            reason = skip_reason(size, target.dtype, buffers, llc, max_bytes, op, pass_)
+            if reason:
+                record.skipped, record.reason = True, reason
+                units.append(Unit(identity=record.as_dict(), run=lambda ex, r=record: [r.as_dict()],
+                                  on_failure=lambda f, r=record: [r.as_dict()], label=label))
+                continue
+
+            def run(ex, t=target, s=size, m=mode, o=op, p=pass_, lib=backend.library, llc=llc):
+                figures = ex.run((t.backend, t.device), measure, t.backend, t.device, t.dtype, s.rows, s.vocab, m,
+                                 budget, True, llc, plugin_files, o, p, threads)
+                return [_record(t, s, m, o, p, lib).measured(figures).as_dict()]
+
+            def failed(f, t=target, s=size, m=mode, o=op, p=pass_, lib=backend.library):
+                record = _record(t, s, m, o, p, lib)
+                if f.kind == "unavailable":  # a route that cannot apply: not run, not a failure
+                    record.skipped, record.reason = True, f"skipped: {f.reason}"
+                else:
+                    record.reason, record.failure = f.reason, f.kind
+                return [record.as_dict()]
+
+            units.append(Unit(identity=record.as_dict(), run=run, on_failure=failed, label=label))
+    return units
+
+
+def finalize(records: list[dict[str, Any]]) -> int:
+    """Set every timing's ``device_copy_gbps`` (the fastest copy on its device at its dtype,
+    size and mode in these records) and flag what beats it by more than the margin; returns
+    how many records changed."""
+
+    def key(r):
+        return (r["device"], r["dtype"], r["rows"], r["vocab"], r.get("mode"))
+
+    fastest: dict[tuple, float] = {}
+    for r in records:
+        if r.get("kind") == "timing" and r.get("copy_gbps"):
+            fastest[key(r)] = max(fastest.get(key(r), 0.0), r["copy_gbps"])
+    changed = 0
+    for r in records:
+        if r.get("kind") != "timing" or key(r) not in fastest:
+            continue
+        before = (r.get("device_copy_gbps"), r.get("suspect"))
+        r["device_copy_gbps"] = fastest[key(r)]
+        r["device_copy_fraction"] = copy_fraction(r.get("gbps"), fastest[key(r)])
+        if not r.get("suspect"):
+            margin = ceiling_margin(r.get("op", "softmax"), r.get("pass", "fwd"))
+            r["suspect"] = suspicion(r.get("gbps"), fastest[key(r)], margin, r.get("median_s"))
+        changed += (r.get("device_copy_gbps"), r.get("suspect")) != before
+    return changed

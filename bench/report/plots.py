@@ -1,0 +1,434 @@
+"""The report's plots (PNG and SVG): bandwidth against vocabulary, error against logit scale, peak memory.
+
+Every backend keeps one colour, one marker and one line style in every
+figure of a report, and markers are hollow, so lines that lie on top of each
+other stay visible. Each panel's axes are set from its own data (lines and
+ceiling included), never shared. A point with no figure (failed, skipped,
+not measured) is an ``x`` at the bottom of its panel, and a suspect timing
+gets a red ring; the figure's caption names them. Legends sit below the
+panels, outside the data. Vocabularies are placed evenly (the measured
+sizes, in order), so their labels never collide, which ``overlapping_labels``
+checks on the rendered text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+from ..core.formatting import format_size
+from .tables import SPEED_DIMS, is_reference, is_suspect, join_words, order_key, slug, speed_records, split_dims
+
+# Plot files this module owns in an --out folder: stale ones are removed on rewrite.
+PLOT_PATTERNS = tuple(f"{kind}-*.{ext}" for kind in ("bandwidth", "error", "peak") for ext in ("png", "svg"))
+MARKERS = ("o", "s", "^", "D", "v", "P", "h", "<", ">", "*", "p", "d")
+LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 2)), (0, (6, 2, 2, 2)))
+_MISSING_Y = 0.03  # axes fraction where an 'x' marks a point with no figure
+_LISTED = 6
+_DODGE = 0.01  # decades between neighbouring backends' points on a log x axis
+
+
+@dataclass
+class Figure:
+    """A plot written as PNG and SVG, placed in a report section after its tables."""
+
+    section: str  # id of that section
+    title: str
+    caption: str  # what it shows and what its marks mean
+    png: Path
+    svg: Path
+
+    @property
+    def id(self) -> str:
+        """The figure's anchor on a page: its file name."""
+        return slug(self.png.stem)
+
+
+@dataclass
+class _Drawn:
+    """A figure drawn in memory, before it is written."""
+
+    name: str
+    section: str
+    title: str
+    caption: str
+    fig: Any
+
+
+def _pyplot():
+    """matplotlib, imported only when a plot is made, drawing to files only."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI; files are all we want
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _slug(parts: Iterable[Any]) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", "-".join(str(p) for p in parts).lower()).strip("-")
+
+
+def backend_styles(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Colour, marker and line style per backend, from the sorted names: the same in every figure."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"]
+    backends = sorted({r["backend"] for r in records if not is_reference(r)})
+    return {b: {"color": palette(i % 10), "marker": MARKERS[i % len(MARKERS)],
+                "linestyle": LINESTYLES[i % len(LINESTYLES)]} for i, b in enumerate(backends)}
+
+
+def _panels(records: Sequence[dict[str, Any]], dims: Sequence[str]) -> dict[tuple, list]:
+    """Records grouped by their values of ``dims``, in table order."""
+    panels: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:
+        panels.setdefault(tuple(r.get(d) for d in dims), []).append(r)
+    return dict(sorted(panels.items(), key=lambda kv: tuple(order_key(d, v) for d, v in zip(dims, kv[0]))))
+
+
+def _panel_name(dims: Sequence[str], key: tuple, shown: Sequence[str], machines: Sequence[Any]) -> tuple[str, list]:
+    """Title and file-name parts of one figure: machine on its own line, the rest after it.
+
+    In file names a machine is m1, m2, ... (its place in sorted ``machines``):
+    CPU and GPU model names are long and alike up to their last word.
+    """
+    values = dict(zip(dims, key))
+    # A bare number says nothing: threads and world size are named (in file names: t16, ws2).
+    named = {"threads": ("threads ", "t"), "world_size": ("world size ", "ws")}
+    parts = [named.get(d, ("", ""))[0] + str(values[d]) for d in dims
+             if d in shown and d != "machine" and values[d] is not None]
+    title = ", ".join(parts)
+    if values.get("machine") is not None:
+        title = f"{values['machine']}\n{title}"
+    slug_parts = [f"m{machines.index(values[d]) + 1}" if d == "machine" else named.get(d, ("", ""))[1] + str(values[d])
+                  for d in dims if d in shown and values[d] is not None]
+    return title, slug_parts
+
+
+def _save(plt, drawn: _Drawn, out_dir: Path) -> Figure:
+    png, svg = out_dir / f"{drawn.name}.png", out_dir / f"{drawn.name}.svg"
+    # No dates or random ids in the files, so regenerating unchanged results changes no bytes in git.
+    with plt.rc_context({"svg.hashsalt": "softmax-bench"}):
+        drawn.fig.savefig(png, dpi=110, metadata={"Software": None})
+        drawn.fig.savefig(svg, metadata={"Date": None, "Creator": None})
+    plt.close(drawn.fig)
+    return Figure(drawn.section, drawn.title, drawn.caption, png, svg)
+
+
+def _categories(ax, values: Sequence[int]) -> dict[int, int]:
+    """Measured values placed evenly along x, labelled exactly; returns value -> position."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xticks(range(len(values)), [f"{v}" for v in values])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(-0.5, len(values) - 0.5)
+    return {v: i for i, v in enumerate(values)}
+
+
+def _log_y(ax, values: Sequence[float], pad: float = 1.6) -> None:
+    """Log y from this panel's own data (every line, ceiling included), labelled in plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    positive = [v for v in values if v and v > 0]
+    ax.set_yscale("log")
+    if positive:
+        ax.set_ylim(min(positive) / pad, max(positive) * pad)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _mark_missing(ax, x: float, style: dict[str, Any]) -> None:
+    """An 'x' in the backend's colour at the bottom of the panel: this point has no figure."""
+    from matplotlib.transforms import blended_transform_factory
+
+    ax.plot([x], [_MISSING_Y], marker="x", color=style["color"], markersize=7, linestyle="none", clip_on=False,
+            transform=blended_transform_factory(ax.transData, ax.transAxes))
+
+
+def _mark_suspect(ax, x: float, y: float) -> None:
+    ax.plot([x], [y], marker="o", markersize=13, markerfacecolor="none", markeredgecolor="red", markeredgewidth=1.6,
+            linestyle="none")
+
+
+def _line(ax, xs: Sequence[float], ys: Sequence[float], style: dict[str, Any], label: str) -> None:
+    ax.plot(xs, ys, label=label, markerfacecolor="none", markersize=6, linewidth=1.4, **style)
+
+
+def _legend(fig, styles: dict[str, dict[str, Any]], backends: Sequence[str], extra: Sequence[tuple[dict, str]]) -> None:
+    """One legend for the figure, below the panels: the backends shown, then the marks used."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], markerfacecolor="none", **styles[b]) for b in backends]
+    handles += [Line2D([], [], **kw) for kw, _ in extra]
+    labels = list(backends) + [label for _, label in extra]
+    # As many columns as the figure is wide for (a label of ~25 characters at 8 pt takes ~2.2 in):
+    # a wider legend is cut off at both edges of a one-panel figure.
+    columns = max(1, min(4, len(labels), int(fig.get_figwidth() / 2.2)))
+    fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=8, frameon=False)
+
+
+_MISSING_KEY = ({"marker": "x", "color": "0.3", "linestyle": "none"}, "x: no figure (failed, skipped, not measured)")
+_SUSPECT_KEY = ({"marker": "o", "markersize": 10, "markerfacecolor": "none", "markeredgecolor": "red",
+                 "linestyle": "none"}, "red ring: suspect timing")
+
+
+def _why_missing(record: Optional[dict[str, Any]]) -> str:
+    if record is None:
+        return "not measured"
+    return f"failed: {record['failure']}" if record.get("failure") else "skipped"
+
+
+def _grid_figures(records: Sequence[dict[str, Any]], styles: dict[str, dict[str, Any]], dims: Sequence[str],
+                  panel_rows: Sequence[tuple[str, Callable[[dict[str, Any]], Optional[float]], bool]],
+                  ceiling: Optional[Callable[[dict[str, Any]], Optional[float]]], kind: str, label: str,
+                  describe: str) -> Iterator[_Drawn]:
+    """Figures of a value against vocabulary: one per value of ``dims``, one column per row count.
+
+    ``panel_rows``: (y label, value of a record, whether the row is a share of
+    the ceiling, drawn from 0) for each row of panels. ``ceiling``: the copy
+    bandwidth of a record, drawn as a black line in the first row.
+    """
+    plt = _pyplot()
+    varying, _ = split_dims(records, dims)
+    shown = [d for d in dims if d in varying or d in ("device", "dtype", "mode")]
+    machines = sorted({str(r.get("machine")) for r in records})
+    for key, rs in _panels(records, dims).items():
+        title, slug_parts = _panel_name(dims, key, shown, machines)
+        row_counts = sorted({r["rows"] for r in rs})
+        backends = sorted({r["backend"] for r in rs})
+        widest = max(len({r["vocab"] for r in rs if r["rows"] == n}) for n in row_counts)
+        # Wide enough that the longest vocabulary labels sit side by side: about 0.6 inch each.
+        width = max(3.2, 0.62 * widest)
+        fig, axes = plt.subplots(len(panel_rows), len(row_counts), squeeze=False, layout="constrained",
+                                 figsize=(0.8 + width * len(row_counts), 1.2 + 2.7 * len(panel_rows)))
+        missing, suspects = [], []
+        for col, rows in enumerate(row_counts):
+            mine = [r for r in rs if r["rows"] == rows]
+            vocabs = sorted({r["vocab"] for r in mine})
+            for row, (ylabel, value, share) in enumerate(panel_rows):
+                ax = axes[row][col]
+                x = _categories(ax, vocabs)
+                plotted: list[float] = []
+                for backend in backends:
+                    by_vocab = {r["vocab"]: r for r in mine if r["backend"] == backend}
+                    points = [(x[v], value(r), r) for v, r in sorted(by_vocab.items()) if value(r) is not None]
+                    if points:
+                        _line(ax, [p[0] for p in points], [p[1] for p in points], styles[backend], backend)
+                        plotted += [p[1] for p in points]
+                    for px, py, r in points:
+                        if is_suspect(r):
+                            _mark_suspect(ax, px, py)
+                            if row == 0:
+                                suspects.append(f"{backend} {format_size(rows, r['vocab'])}")
+                    for v in vocabs:
+                        r = by_vocab.get(v)
+                        if r is None or value(r) is None:
+                            _mark_missing(ax, x[v], styles[backend])
+                            if row == 0:
+                                missing.append(f"{backend} {format_size(rows, v)} ({_why_missing(r)})")
+                if share:
+                    # Scaled to the backends, not to 100%: the row above already shows the ceiling, and
+                    # backends at 2 to 20% of it must be told apart. The 100% line is drawn when in range.
+                    top = max([5.0] + plotted) * 1.15
+                    if top >= 100:
+                        ax.axhline(100, color="black", linewidth=1.2, alpha=0.6)
+                    ax.set_ylim(0, top)
+                else:
+                    best: dict[int, float] = {}
+                    for r in mine:
+                        c = ceiling(r) if ceiling else None
+                        if c is not None:
+                            best[r["vocab"]] = max(best.get(r["vocab"], 0.0), c)
+                    if len(best) == 1:  # one size: a line needs two points, so a short bar across it
+                        (v, c), = best.items()
+                        ax.hlines(c, x[v] - 0.3, x[v] + 0.3, color="black", linewidth=2.0, alpha=0.6)
+                    elif best:
+                        ax.plot([x[v] for v in sorted(best)], [best[v] for v in sorted(best)], color="black",
+                                linewidth=2.0, alpha=0.6, label="fastest copy (ceiling)")
+                    _log_y(ax, plotted + list(best.values()))
+                ax.tick_params(axis="both", labelsize=8)
+                ax.grid(True, which="major", alpha=0.3)
+                if row == 0:
+                    ax.set_title(f"{rows} row{'s' if rows != 1 else ''}", fontsize=9)
+                if row == len(panel_rows) - 1:
+                    ax.set_xlabel("vocabulary (measured sizes, evenly spaced)", fontsize=8)
+                if col == 0:
+                    ax.set_ylabel(ylabel, fontsize=8)
+        extra = ([({"color": "black", "linewidth": 2.0, "alpha": 0.6}, "fastest copy on the device (ceiling)")]
+                 if ceiling else [])
+        extra += [_MISSING_KEY] if missing else []
+        extra += [_SUSPECT_KEY] if suspects else []
+        _legend(fig, styles, backends, extra)
+        fig.suptitle(f"{label}: {title}", fontsize=9)
+        flat = title.replace("\n", ", ")
+        caption = describe
+        if missing:
+            caption += f" x at the bottom, no figure: {join_words(missing[:_LISTED] + ([f'{len(missing) - _LISTED} more'] if len(missing) > _LISTED else []))}."
+        if suspects:
+            caption += f" Red ring, a suspect timing (see the table's notes): {join_words(suspects)}."
+        yield _Drawn(_slug([kind, *slug_parts]), "speed", f"{label}: {flat}", caption, fig)
+
+
+def bandwidth_figures(records: Sequence[dict[str, Any]], styles: Optional[dict] = None) -> Iterator[_Drawn]:
+    """Bandwidth against vocabulary per backend, one figure per machine/device/dtype/mode/op/pass:
+    GB/s (log) under the device's fastest copy, and the share of that copy."""
+    timings = speed_records(records)
+    if not any(r.get("gbps") is not None for r in timings):
+        return iter(())
+    styles = styles or backend_styles(records)
+    return _grid_figures(
+        timings, styles, SPEED_DIMS,
+        [("effective bandwidth (GB/s, log)", lambda r: r.get("gbps") if r.get("median_s") is not None else None, False),
+         ("% of the fastest copy", lambda r: 100 * r["device_copy_fraction"]
+          if r.get("device_copy_fraction") is not None and r.get("median_s") is not None else None, True)],
+        lambda r: r.get("device_copy_gbps"), "bandwidth", "Bandwidth",
+        "Effective bandwidth against vocabulary, one column of panels per row count. Above: GB/s on a log scale, "
+        "under the fastest plain copy measured on the same device in the same run (black). Below: the same as a "
+        "share of that copy, scaled to the backends (100% is the black line where it is in range).")
+
+
+def peak_figures(records: Sequence[dict[str, Any]], styles: Optional[dict] = None) -> Iterator[_Drawn]:
+    """Peak memory against vocabulary per backend for cross-entropy full passes (forward and backward)."""
+    full = [r for r in speed_records(records) if r.get("op") == "cross_entropy" and r.get("pass") == "full"]
+    if not any(r.get("peak_bytes") is not None for r in full):
+        return iter(())
+    styles = styles or backend_styles(records)
+    dims = tuple(d for d in SPEED_DIMS if d not in ("op", "pass"))
+    return _grid_figures(
+        full, styles, dims, [("peak memory (MiB)", lambda r: r["peak_bytes"] / 2**20
+                              if r.get("peak_bytes") is not None else None, False)],
+        None, "peak", "Peak memory, cross_entropy full",
+        "Peak memory of one cross-entropy forward and backward pass (op cross_entropy, pass full) beyond its inputs, "
+        "against vocabulary, one panel per row count, log scale: how the memory a loss needs grows with the "
+        "vocabulary. The worker's resident-set high-water mark (a lower bound).")
+
+
+def error_figures(records: Sequence[dict[str, Any]], styles: Optional[dict] = None) -> Iterator[_Drawn]:
+    """Worst softmax error vs logit scale per backend (log axes), one figure per machine/device/dtype.
+
+    Uses max ULP, or max relative error in a panel with no ULP figure. A check
+    that failed has no error figure worth drawing: an x at the bottom. An
+    error of exactly 0 cannot sit on a log axis: a bar at the bottom.
+    """
+    dims = ("machine", "device", "dtype", "op")
+    checks = [r for r in records if r["kind"] == "check" and isinstance(r.get("scale"), (int, float))
+              and r["scale"] > 0 and not is_reference(r) and r.get("op", "softmax") == "softmax"]
+    if not any(r.get("max_ulp") is not None or r.get("max_rel") is not None for r in checks):
+        return iter(())
+    styles = styles or backend_styles(records)
+    return _error_figures(checks, dims, styles)
+
+
+def _error_figures(checks: Sequence[dict[str, Any]], dims: Sequence[str], styles: dict) -> Iterator[_Drawn]:
+    plt = _pyplot()
+    from matplotlib.ticker import NullLocator
+
+    varying, _ = split_dims(checks, dims)
+    shown = [d for d in dims if d in varying or d in ("device", "dtype")]
+    machines = sorted({str(r.get("machine")) for r in checks})
+    for key, rs in _panels(checks, dims).items():
+        metric = "max_ulp" if any(r.get("max_ulp") is not None for r in rs) else "max_rel"
+        if not any(r.get(metric) is not None for r in rs):
+            continue
+        scales = sorted({r["scale"] for r in rs})
+        worst: dict[str, dict[float, float]] = {}
+        failed: dict[str, set] = {}
+        exact: dict[str, set] = {}
+        for r in rs:
+            if r.get("passed") is False or r.get(metric) is None:
+                failed.setdefault(r["backend"], set()).add(r["scale"])
+            elif r[metric] == 0:
+                exact.setdefault(r["backend"], set()).add(r["scale"])
+            else:
+                by_scale = worst.setdefault(r["backend"], {})
+                by_scale[r["scale"]] = max(by_scale.get(r["scale"], 0.0), r[metric])
+        title, slug_parts = _panel_name(dims, key, shown, machines)
+        fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+        backends = sorted({r["backend"] for r in rs})
+        plotted = []
+        for i, backend in enumerate(backends):
+            # Backends often agree to the digit: each is nudged sideways (a few percent on the log axis,
+            # centred on the true scale) so that coinciding points stay visible, not drawn on top of each other.
+            dodge = 10 ** (_DODGE * (i - (len(backends) - 1) / 2))
+            # A failed scale is not an error figure: the line breaks there rather than joining across it.
+            points = sorted((s, e) for s, e in worst.get(backend, {}).items() if s not in failed.get(backend, set()))
+            if points:
+                _line(ax, [p[0] * dodge for p in points], [p[1] for p in points], styles[backend], backend)
+                plotted += [p[1] for p in points]
+            for s in sorted(failed.get(backend, ())):
+                _mark_missing(ax, s * dodge, styles[backend])
+            for s in sorted(exact.get(backend, ())):
+                _mark_missing_exact(ax, s * dodge, styles[backend])
+        ax.set_xscale("log")
+        ax.set_xticks(scales, [f"{v:g}" for v in scales])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlim(min(scales) / 1.4, max(scales) * 1.4)
+        _log_y(ax, plotted, pad=2.0)
+        ax.tick_params(axis="both", labelsize=8)
+        ax.set_xlabel("logit scale (x = scale · randn)", fontsize=8)
+        ax.set_ylabel("max error (ULP)" if metric == "max_ulp" else "max relative error", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+        marks = ([(_MISSING_KEY[0], "x: the check failed, no error figure")] if failed else []) + (
+            [({"marker": "_", "color": "0.3", "linestyle": "none", "markersize": 10}, "bar: error exactly 0")]
+            if exact else [])
+        _legend(fig, styles, backends, marks)
+        flat = title.replace("\n", ", ")
+        caption = ("Worst softmax error against the exact reference on the random-normal cases (x = scale · randn), "
+                   f"against the scale, {'in ULP' if metric == 'max_ulp' else 'relative'}, log axes. Each backend's "
+                   "points sit a little to the side of the scale they were measured at, so that equal errors "
+                   "stay visible.")
+        if failed:
+            where = [f"{b} at {join_words([f'{s:g}' for s in sorted(failed[b])])}" for b in sorted(failed)]
+            caption += f" x at the bottom, the check failed there (no error figure): {join_words(where)}."
+        if exact:
+            caption += " A bar at the bottom: an error of exactly 0, which a log axis cannot show."
+        yield _Drawn(_slug(["error", *slug_parts]), "correctness", f"Error vs logit scale: {flat}", caption, fig)
+
+
+def _mark_missing_exact(ax, x: float, style: dict[str, Any]) -> None:
+    from matplotlib.transforms import blended_transform_factory
+
+    ax.plot([x], [_MISSING_Y], marker="_", color=style["color"], markersize=10, linestyle="none", clip_on=False,
+            transform=blended_transform_factory(ax.transData, ax.transAxes))
+
+
+def drawn_tick_labels(fig: Any, draw: bool = True) -> list[tuple[str, Any]]:
+    """Every tick label ``fig`` draws, with its box in pixels (after drawing it, unless ``draw`` is
+    False because it was just drawn).
+
+    A locator also places ticks just outside the view, which are not drawn:
+    only labels whose tick lies within its axis's view interval count.
+    """
+    if draw:
+        fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            slack = (high - low) * 1e-9
+            for locs, labels in ((axis.get_majorticklocs(), axis.get_majorticklabels()),
+                                 (axis.get_minorticklocs(), axis.get_minorticklabels())):
+                for loc, label in zip(locs, labels):
+                    if low - slack <= loc <= high + slack and label.get_visible() and label.get_text().strip():
+                        found.append((label.get_text(), label.get_window_extent(renderer)))
+    return found
+
+
+def overlapping_labels(fig: Any, draw: bool = True) -> list[tuple[str, str]]:
+    """Pairs of tick labels whose rendered boxes overlap anywhere in ``fig``."""
+    boxes = drawn_tick_labels(fig, draw)
+    return [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1:] if box_a.overlaps(box_b)]
+
+
+def write_plots(records: Sequence[dict[str, Any]], out_dir: Path) -> list[Figure]:
+    """Every figure the records support, written to ``out_dir`` as PNG and SVG."""
+    plt = _pyplot()
+    styles = backend_styles(records)
+    drawn = [*bandwidth_figures(records, styles), *peak_figures(records, styles), *error_figures(records, styles)]
+    return [_save(plt, d, out_dir) for d in drawn]

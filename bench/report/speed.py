@@ -1,0 +1,63 @@
+"""``run``'s comparison table on the console: one row per timing, and the ratio to a baseline.
+
+"% copy" is against the fastest copy measured on the device in the same run
+(the library's own copy for records from before that field); a suspect timing
+gets no ratio and its reason in the note.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from ..core.formatting import format_peak, format_seconds
+from ..core.sizes import Size
+
+BASELINE = "max-shift"  # the default reference backend of the comparison table
+
+
+def relative_to_baseline(records: Sequence[dict[str, Any]], baseline: str = BASELINE) -> dict[int, Optional[float]]:
+    """For each record (by index): baseline median / its median at the same device, dtype, size, mode, op, pass.
+
+    Above 1 means faster than ``baseline``; ``None`` where either time is missing or is suspect.
+    """
+    def key(r):
+        return (r["device"], r["dtype"], r["rows"], r["vocab"], r.get("mode"), r.get("op", "softmax"), r.get("pass", "fwd"))
+
+    def trusted(r):
+        return r.get("median_s") and not r.get("suspect")
+
+    base = {key(r): r["median_s"] for r in records if r["backend"] == baseline and trusted(r)}
+    return {
+        i: (base[key(r)] / r["median_s"]) if trusted(r) and base.get(key(r)) else None
+        for i, r in enumerate(records)
+    }
+
+
+def table(records: Sequence[dict[str, Any]], baseline: str = BASELINE, tablefmt: str = "simple") -> str:
+    """The comparison table of timing records (tabulate)."""
+    from tabulate import tabulate
+
+    relative = relative_to_baseline(records, baseline)
+    rows = []
+    for i, r in enumerate(records):
+        fraction = r.get("device_copy_fraction") or r.get("copy_fraction")
+        rel = relative[i]
+        note = r.get("reason") or "" if r.get("median_s") is None else ""
+        if r.get("suspect"):
+            note = f"SUSPECT: {r['suspect']}"
+        elif r.get("includes_bwd"):
+            note = "forward timed through the fused forward+backward"
+        rows.append([
+            r["backend"] + (f" x{r['world_size']}" if r.get("world_size") else ""), r["device"], r["dtype"],
+            Size(r["rows"], r["vocab"]).label, r.get("mode"),
+            r.get("op", "softmax"), r.get("pass", "fwd"), str(r.get("threads") or "-"),
+            format_seconds(r.get("median_s"), "-"), format_seconds(r.get("iqr_s"), "-"),
+            f"{r['gbps']:.2f}" if r.get("gbps") else "-",
+            f"{100 * fraction:.0f}%" if fraction else "-",
+            format_peak(r.get("peak_bytes"), r.get("peak_method")),
+            "suspect" if r.get("suspect") else f"{rel:.2f}x" if rel else "-",
+            note,
+        ])
+    headers = ["backend", "device", "dtype", "size", "mode", "op", "pass", "threads", "median", "IQR", "GB/s", "% copy",
+               "peak mem", f"vs {baseline}", "note"]
+    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
