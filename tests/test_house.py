@@ -205,3 +205,17 @@ def test_every_subpackage_is_installed():
     declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     folders = {"softmax_bench." + ".".join(p.parent.relative_to(PACKAGE).parts) for p in PACKAGE.rglob("__init__.py")}
     assert folders - {"softmax_bench."} <= declared and "softmax_bench" in declared
+
+
+def test_each_library_is_one_adapter_module_named_in_the_contract():
+    # Adding a library is one module of core/adapters/ plus its name in LIBRARIES: the two must agree.
+    import pkgutil
+
+    from softmax_bench import LIBRARIES
+    from softmax_bench.core import adapters
+
+    modules = {m.name for m in pkgutil.iter_modules(adapters.__path__)} - {"base"}
+    assert modules == set(LIBRARIES)
+    assert [adapters.get(library).library for library in LIBRARIES] == list(LIBRARIES)
+    with pytest.raises(KeyError, match="valid: numpy, torch"):
+        adapters.get("mxnet")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ..errors import ResultsError
+from . import adapters
 
 SCHEMA = 1
 
@@ -48,8 +49,8 @@ IDENTITY = ("kind", "backend", "device", "dtype", "case", "op", "pass", "rows", 
 # Environment fields that must match for --resume to continue a file.
 RESUME_MUST_MATCH = ("python", "platform", "cpu", "gpu", "packages", "commit")
 
-_PACKAGES = ("softmax-bench", "numpy", "ml_dtypes", "mpmath", "torch", "jax", "jaxlib", "cupy-cuda12x", "cupy-cuda13x", "triton", "scipy",
-             "liger-kernel", "gmpy2", "numba")
+# Beside each array library's own (its adapter names them): what the engine and the built-ins use.
+_PACKAGES = ("softmax-bench", "ml_dtypes", "mpmath", "gmpy2", "scipy", "triton", "liger-kernel", "numba", "llvmlite")
 
 
 def _cpu_model() -> str:
@@ -98,7 +99,7 @@ def _commit() -> Optional[str]:
 
 def _versions() -> dict[str, str]:
     found = {}
-    for name in _PACKAGES:
+    for name in _PACKAGES + adapters.packages():
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

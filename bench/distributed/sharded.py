@@ -55,21 +55,19 @@ import numpy as np
 
 from ..core import adapters, registry
 from ..measure import clock
-from ..backend import IGNORE_INDEX
+from ..backend import IGNORE_INDEX, PASSES, TIMED_OPS
 from ..core.dtypes import info
 from ..errors import describe_exception
 from ..core.isolation import BackendFailure, death_reason, failure_from, limit_memory
 from ..measure.memory import MAX_BUFFERS, buffer_count, llc_bytes
 from ..measure.clock import DEFAULT_BUDGET
 
-# What run_sharded checks, and the inputs each op takes (full NumPy arrays).
-VALUE_OPS = ("softmax", "log_softmax")
-VJP_OPS = ("softmax_vjp", "log_softmax_vjp")
-CE_OPS = ("cross_entropy", "cross_entropy_grad")
-SHARDED_OPS = VALUE_OPS + VJP_OPS + ("ce_grad",) + CE_OPS
-# What time_sharded times: the forward op, and which pass of it.
-TIMED_OPS = ("softmax", "log_softmax", "cross_entropy")
-PASSES = ("fwd", "bwd", "full")
+# What run_sharded checks: the suite's ops (backend.VALUE_OPS, GRADIENT_OPS) with the
+# gradient of the loss split by route, since across ranks there is no autodiff:
+# ce_grad through log_softmax and its VJP, cross_entropy_grad through cross_entropy_fwd_bwd.
+SOFTMAX_OPS = ("softmax", "log_softmax")
+SOFTMAX_VJP_OPS = ("softmax_vjp", "log_softmax_vjp")
+SHARDED_OPS = SOFTMAX_OPS + SOFTMAX_VJP_OPS + ("ce_grad", "cross_entropy", "cross_entropy_grad")
 # The collectives the worker's meter counts (torch.distributed functions, by name).
 COLLECTIVES = ("all_reduce", "all_gather", "all_gather_into_tensor", "reduce_scatter", "reduce_scatter_tensor",
                "broadcast", "reduce", "all_to_all_single")
@@ -751,9 +749,9 @@ def _sharded_call(ctx: RankContext, backend_name: str, plugin_files: tuple, dtyp
         expect = (rows, shard.size)
         where = f"{op} on rank {ctx.rank}"
         out: dict[str, np.ndarray] = {}
-        if op in VALUE_OPS:
+        if op in SOFTMAX_OPS:
             y = _needs(backend, op, op)(local("x"), axis=-1, shard=shard)
-        elif op in VJP_OPS:
+        elif op in SOFTMAX_VJP_OPS:
             y = _needs(backend, op, op)(local("y"), local("dy"), axis=-1, shard=shard)
         elif op == "ce_grad":  # the suite's p - onehot through the backend's log_softmax and its VJP
             z = _needs(backend, "log_softmax", op)(local("x"), axis=-1, shard=shard)

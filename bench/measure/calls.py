@@ -22,7 +22,6 @@ from ..core import adapters, registry
 from ..backend import IGNORE_INDEX, Backend
 from ..core.isolation import BackendFailure
 
-AUTODIFF_LIBRARIES = ("torch", "jax")
 _FORWARD_OF = {"softmax_vjp": "softmax", "log_softmax_vjp": "log_softmax"}
 
 
@@ -34,7 +33,7 @@ def route(backend: Backend, op: str) -> Optional[str]:
     its gradient take the logits, the targets and (for the gradient) dloss.
     """
     has = backend.function
-    autodiff = backend.library in AUTODIFF_LIBRARIES
+    autodiff = backend.library in adapters.autodiff_libraries()
     if op in ("softmax", "log_softmax"):
         return "explicit" if has(op) else None
     if op in _FORWARD_OF:

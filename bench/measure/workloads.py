@@ -30,7 +30,7 @@ import numpy as np
 
 from ..core import adapters
 from ..backend import IGNORE_INDEX, PASSES, TIMED_OPS, Backend
-from .calls import AUTODIFF_LIBRARIES, check_output, cross_entropy_call, route as op_route
+from .calls import check_output, cross_entropy_call, route as op_route
 from .figures import tolerance
 from ..core.formatting import format_figure
 
@@ -79,7 +79,7 @@ def routes(backend: Backend, op: str, pass_: str) -> Optional[tuple[str, bool]]:
             # The fused call is a full pass; a backward alone is its derivation or autodiff.
             if how == "fused":
                 how = "derived" if backend.log_softmax and backend.log_softmax_vjp else (
-                    "autodiff" if backend.library in AUTODIFF_LIBRARIES else None)
+                    "autodiff" if backend.library in adapters.autodiff_libraries() else None)
             return None if how is None else (how, False)
         how = op_route(backend, "ce_grad")
         return None if how is None else (how, False)
