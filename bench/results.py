@@ -18,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from .errors import ResultsError
 
@@ -268,6 +268,18 @@ def load(path: str | Path) -> dict[str, Any]:
     return validate(document, str(path))
 
 
+def _text(environment: dict[str, Any], lines: Sequence[str]) -> str:
+    """A results file's text: one line of environment, one line per (already encoded) record."""
+    env = json.dumps(_clean(environment), allow_nan=False)
+    body = ",\n".join(lines)
+    return f'{{"schema": {SCHEMA},\n"environment": {env},\n"records": [\n{body}\n]}}\n'
+
+
+def dumps(environment: dict[str, Any], records: Iterable[dict[str, Any]]) -> str:
+    """The text ``ResultsFile`` writes for these environment and records, byte for byte."""
+    return _text(environment, [json.dumps(_clean(r), allow_nan=False) for r in records])
+
+
 class ResultsFile:
     """A results file being written: records accumulate and the file is rewritten atomically.
 
@@ -316,6 +328,4 @@ class ResultsFile:
         self.write()
 
     def write(self) -> None:
-        env = json.dumps(_clean(self.environment), allow_nan=False)
-        body = ",\n".join(self._lines)
-        write_atomic(self.path, f'{{"schema": {SCHEMA},\n"environment": {env},\n"records": [\n{body}\n]}}\n')
+        write_atomic(self.path, _text(self.environment, self._lines))
