@@ -22,14 +22,20 @@ from typing import Any, Mapping, Optional, TypeVar
 R = TypeVar("R", bound="_Record")
 
 
-def _optional(default: Any = None) -> Any:
+def _optional(default: Any = None, **rules: bool) -> Any:
     """A field written only when it has a value."""
-    return field(default=default, metadata={"omit_none": True})
+    return field(default=default, metadata={"omit_none": True, **rules})
 
 
-def _always(default: Any = None) -> Any:
+def _always(default: Any = None, **rules: bool) -> Any:
     """A field every results file of schema 1 holds (it may be null), though it is filled after the record is made."""
-    return field(default=default, metadata={"required": True})
+    return field(default=default, metadata={"required": True, **rules})
+
+
+# What results.validate checks beyond a field's type hint is the field's metadata:
+# "required" (see _always; a field without a default is required anyway) and
+# "non_negative": a figure that is never below zero, so a negative one in a file is a hand edit.
+NON_NEGATIVE = {"non_negative": True}
 
 
 def _kept(**default: Any) -> Any:
@@ -132,8 +138,8 @@ class TimingRecord(_Record):
     backend: str
     device: str
     dtype: str
-    rows: int
-    vocab: int
+    rows: int = field(metadata=NON_NEGATIVE)
+    vocab: int = field(metadata=NON_NEGATIVE)
     mode: str
     op: str = "softmax"
     pass_: str = "fwd"
@@ -142,15 +148,15 @@ class TimingRecord(_Record):
     includes_bwd: bool = False
     threads: Optional[int] = None
     kind: str = "timing"
-    median_s: Optional[float] = _always()
-    iqr_s: Optional[float] = _always()
+    median_s: Optional[float] = _always(**NON_NEGATIVE)
+    iqr_s: Optional[float] = _always(**NON_NEGATIVE)
     repeats: int = 0
     inner: int = 0
-    gbps: Optional[float] = None
+    gbps: Optional[float] = field(default=None, metadata=NON_NEGATIVE)
     bytes: Optional[int] = None
     byte_model: Optional[str] = None
-    copy_gbps: Optional[float] = None
-    copy_fraction: Optional[float] = None
+    copy_gbps: Optional[float] = field(default=None, metadata=NON_NEGATIVE)
+    copy_fraction: Optional[float] = field(default=None, metadata=NON_NEGATIVE)
     device_copy_gbps: Optional[float] = None
     device_copy_fraction: Optional[float] = None
     peak_bytes: Optional[int] = None
@@ -187,8 +193,8 @@ class CheckRecord(_Record):
     backend: str
     device: str
     dtype: str
-    rows: int
-    vocab: int
+    rows: int = field(metadata=NON_NEGATIVE)
+    vocab: int = field(metadata=NON_NEGATIVE)
     shape: list
     axis: int
     case: str
@@ -207,8 +213,8 @@ class CheckRecord(_Record):
     reason: Optional[str] = None
     failure: Optional[str] = None
     seconds: Optional[float] = _optional()
-    max_ulp: Optional[float] = _optional()
-    max_rel: Optional[float] = _optional()
+    max_ulp: Optional[float] = _optional(**NON_NEGATIVE)
+    max_rel: Optional[float] = _optional(**NON_NEGATIVE)
     max_abs: Optional[float] = _optional()
     norm_err_u: Optional[float] = _optional()
     sum_err: Optional[float] = _optional()
@@ -218,7 +224,7 @@ class CheckRecord(_Record):
     stored_order: Optional[tuple[str, ...]] = _kept(default=None)
 
 
-RECORD_TYPES: dict[str, type[_Record]] = {"timing": TimingRecord, "check": CheckRecord}
+RECORD_TYPES: dict[str, type[_Record]] = {"check": CheckRecord, "timing": TimingRecord}
 
 
 def from_dict(stored: Mapping[str, Any]) -> TimingRecord | CheckRecord:

@@ -17,32 +17,17 @@ import platform
 import socket
 import subprocess
 import tempfile
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from .errors import ResultsError
+from .records import RECORD_TYPES, is_required, schema_fields, stored_name
 
 SCHEMA = 1
 
-# Fields every record has, and their JSON types; check and timing records add theirs.
-COMMON_FIELDS = {"kind": str, "backend": str, "device": str, "dtype": str, "rows": int, "vocab": int}
-KIND_FIELDS = {
-    "check": {"case": str, "passed": (bool, type(None))},
-    "timing": {"median_s": (int, float, type(None)), "iqr_s": (int, float, type(None))},
-}
-_NUMBER = (int, float, type(None))
-_TEXT = (str, type(None))
-# Optional fields the report and compare read: when present they must have these
-# types, so a hand-edited file fails here with one line instead of deep inside a table.
-OPTIONAL_FIELDS = {
-    "check": {"op": _TEXT, "behaviour": _TEXT, "expected": _TEXT, "max_ulp": _NUMBER, "max_rel": _NUMBER,
-              "scale": _NUMBER, "reference": bool, "special": bool, "reason": _TEXT, "failure": _TEXT},
-    "timing": {"op": _TEXT, "pass": _TEXT, "mode": _TEXT, "gbps": _NUMBER, "copy_gbps": _NUMBER, "copy_fraction": _NUMBER,
-               "device_copy_gbps": _NUMBER, "device_copy_fraction": _NUMBER, "peak_bytes": _NUMBER,
-               "suspect": _TEXT, "reason": _TEXT, "failure": _TEXT},
-}
-# Figures that are never negative: a negative one is a hand edit, not a measurement.
-NON_NEGATIVE = ("median_s", "iqr_s", "gbps", "copy_gbps", "copy_fraction", "max_ulp", "max_rel")
 # Fields that name one unit of work: a resumed run skips units already recorded.
 IDENTITY = ("kind", "backend", "device", "dtype", "case", "op", "pass", "rows", "vocab", "mode", "world_size")
 # Environment fields that must match for --resume to continue a file.
@@ -193,9 +178,52 @@ def record_key(record: dict[str, Any]) -> tuple:
     return key
 
 
-def _type_name(types: Any) -> str:
-    types = types if isinstance(types, tuple) else (types,)
-    names = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", type(None): "null"}
+def _json_types(hint: Any) -> tuple[type, ...]:
+    """The JSON values a field's type hint admits: ``Optional`` admits null, a float admits an integer
+    (a whole number is stored without its ``.0``), ``list[int]`` is a list."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return tuple(t for arg in typing.get_args(hint) for t in _json_types(arg))
+    if hint is float:
+        return (int, float)
+    return (typing.get_origin(hint) or hint,)
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """What a stored record's field must be, read off its dataclass field (see ``records``)."""
+
+    key: str
+    types: tuple[type, ...]
+    required: bool
+    non_negative: bool
+
+    def flaw(self, record: dict[str, Any]) -> Optional[str]:
+        """Why ``record``'s value for this field is not acceptable, or ``None``."""
+        value = record.get(self.key, ...)
+        if value is ...:
+            return f"is missing, expected {_type_name(self.types)}" if self.required else None
+        # bool is an int to isinstance; `true` is no number of seconds.
+        if not isinstance(value, self.types) or (isinstance(value, bool) and bool not in self.types):
+            return f"is {repr(value)[:40]}, expected {_type_name(self.types)}"
+        if self.non_negative and isinstance(value, (int, float)) and value < 0:
+            return f"is {value!r}, expected a number >= 0"
+        return None
+
+
+def field_rules(record_type: type) -> tuple[FieldRule, ...]:
+    """One rule per stored field of a record dataclass: its type from the hint, required when it has no default."""
+    hints = typing.get_type_hints(record_type)
+    return tuple(FieldRule(stored_name(f), _json_types(hints[f.name]), is_required(f), bool(f.metadata.get("non_negative")))
+                 for f in schema_fields(record_type))
+
+
+# The schema as validate reads it: derived from the record dataclasses, never written out here.
+RULES = {kind: field_rules(record_type) for kind, record_type in RECORD_TYPES.items()}
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    names = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "a list",
+             type(None): "null"}
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
@@ -219,29 +247,16 @@ def validate(document: Any, source: str) -> dict[str, Any]:
         if not isinstance(record, dict):
             raise ResultsError(f"{source}: record {index} is {type(record).__name__}, not an object")
         kind = record.get("kind")
-        if not isinstance(kind, str) or kind not in KIND_FIELDS:
-            raise ResultsError(f"{source}: record {index} has kind {kind!r}; valid: {', '.join(KIND_FIELDS)}")
-        required = {**COMMON_FIELDS, **KIND_FIELDS[kind]}
-        for field, types in {**required, **OPTIONAL_FIELDS[kind]}.items():
-            value = record.get(field, ...)
-            if value is ... and field not in required:
-                continue
-            # bool is an int to isinstance; `true` is no number of seconds.
-            is_bool_as_number = isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,))
-            if value is ... or not isinstance(value, types) or is_bool_as_number:
-                shown = "missing" if value is ... else repr(value)[:40]
-                raise ResultsError(f"{source}: record {index} field {field!r} is {shown}, expected {_type_name(types)}")
+        if not isinstance(kind, str) or kind not in RULES:
+            raise ResultsError(f"{source}: record {index} has kind {kind!r}; valid: {', '.join(RULES)}")
         for field, value in record.items():
             # json.loads accepts NaN, Infinity and 1e999; results files store non-finite numbers as null.
             if isinstance(value, float) and not math.isfinite(value):
                 raise ResultsError(f"{source}: record {index} field {field!r} is {value!r}; non-finite numbers are stored as null")
-        for field in ("rows", "vocab"):
-            if record[field] < 0:
-                raise ResultsError(f"{source}: record {index} field {field!r} is negative")
-        for field in NON_NEGATIVE:
-            value = record.get(field)
-            if isinstance(value, (int, float)) and value < 0:
-                raise ResultsError(f"{source}: record {index} field {field!r} is {value!r}, expected a number >= 0")
+        for rule in RULES[kind]:
+            flaw = rule.flaw(record)
+            if flaw:
+                raise ResultsError(f"{source}: record {index} field {rule.key!r} {flaw}")
     return document
 
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
 from softmax_bench.records import CheckRecord, TimingRecord, from_dict
-from softmax_bench.results import ResultsFile, dumps, load
+from softmax_bench.results import ResultsError, ResultsFile, dumps, field_rules, load
 
+from golden import edited
 from helpers import ROOT
 
 
@@ -106,7 +109,72 @@ def test_check_records_of_files_before_special_and_judged_still_read():
 
 
 def test_what_from_dict_refuses():
-    with pytest.raises(ValueError, match="record kind 'speed'; valid: timing, check"):
+    with pytest.raises(ValueError, match="record kind 'speed'; valid: check, timing"):
         from_dict({"kind": "speed"})
     with pytest.raises(TypeError, match="lacks mode"):
         from_dict({"kind": "timing", "backend": "b", "device": "cpu", "dtype": "float32", "rows": 2, "vocab": 8})
+
+
+# ---------------------------------------------------------------- validation derived from the dataclasses
+
+SMALL = ROOT / "tests" / "data" / "results-small.json"
+
+
+def _first(document: dict, kind: str) -> dict:
+    return next(r for r in document["records"] if r["kind"] == kind)
+
+
+def _delete(key: str):
+    return lambda r: r.pop(key)
+
+
+# Flaws the hand-kept tables never covered: each comes from a field's type hint or default.
+REJECTED = {
+    "timing inner as text": ("timing", lambda r: r.update(inner="many"), "field 'inner' is 'many', expected an integer"),
+    "timing without mode": ("timing", _delete("mode"), "field 'mode' is missing, expected a string"),
+    "timing without median": ("timing", _delete("median_s"), "field 'median_s' is missing, expected an integer or a number or null"),
+    "timing skipped as null": ("timing", lambda r: r.update(skipped=None), "field 'skipped' is None, expected a boolean"),
+    "timing threads a float": ("timing", lambda r: r.update(threads=1.5), "field 'threads' is 1.5, expected an integer or null"),
+    "timing rows negative": ("timing", lambda r: r.update(rows=-1), "field 'rows' is -1, expected a number >= 0"),
+    "check shape a number": ("check", lambda r: r.update(shape=3), "field 'shape' is 3, expected a list"),
+    "check without case": ("check", _delete("case"), "field 'case' is missing, expected a string"),
+    "check without passed": ("check", _delete("passed"), "field 'passed' is missing, expected a boolean or null"),
+    "check axis as true": ("check", lambda r: r.update(axis=True), "field 'axis' is True, expected an integer"),
+}
+
+
+@pytest.mark.parametrize("case", list(REJECTED))
+def test_a_record_against_its_dataclass_is_refused_in_one_line(tmp_path, cli, case):
+    kind, edit, expected = REJECTED[case]
+    path = edited(tmp_path, "bad.json", lambda d: edit(_first(d, kind)), source=SMALL)
+    with pytest.raises(ResultsError, match=re.escape(expected)):
+        load(path)
+    status, out, err = cli("report", path)
+    assert (status, out) == (2, "") and err.count("\n") == 1 and expected in err
+
+
+def test_what_the_dataclasses_leave_optional_stays_optional(tmp_path):
+    """The other side of the rules: a field with a default may be absent, an Optional one null, an unknown one anything."""
+    def edit(document):
+        timing_, check = _first(document, "timing"), _first(document, "check")
+        for key in ("gbps", "library", "pass", "op", "skipped"):
+            timing_.pop(key, None)
+        timing_.update(suspect=None, from_the_future=[1, "x"])
+        check.update(expected=None, max_ulp=None)
+    load(edited(tmp_path, "fine.json", edit, source=SMALL))
+
+
+def test_a_new_field_is_validated_without_a_new_table():
+    """The rules are read off whatever dataclass they are given: a field added there is checked at once."""
+    @dataclasses.dataclass(kw_only=True)
+    class Grown(TimingRecord):
+        hidden: int
+        flops: Optional[float] = None
+
+    rules = {rule.key: rule for rule in field_rules(Grown)}
+    assert rules["hidden"].required and rules["hidden"].types == (int,)
+    assert not rules["flops"].required and rules["flops"].types == (int, float, type(None))
+    assert rules["pass"].types == (str,) and not rules["pass"].required
+    assert "extra" not in rules and "stored_order" not in rules
+    assert rules["hidden"].flaw({"hidden": "8"}) == "is '8', expected an integer"
+    assert rules["flops"].flaw({"flops": -1.0}) is None and rules["median_s"].flaw({"median_s": -1.0})
