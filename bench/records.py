@@ -69,8 +69,34 @@ def _default(f: Field) -> Any:
     return f.default_factory() if f.default_factory is not MISSING else MISSING
 
 
+@dataclass(frozen=True)
+class Workpoint:
+    """One unit of work, spelled out once: the planner's unit, a record's identity and the resume key.
+
+    A timing has a ``mode`` and a ``pass_`` and no ``case``; a check has a
+    ``case`` and neither of the others, so the two never collide.
+    ``world_size`` is set for distributed backends only.
+    """
+
+    backend: str
+    device: str
+    dtype: str
+    rows: int
+    vocab: int
+    op: str = "softmax"
+    pass_: Optional[str] = None
+    mode: Optional[str] = None
+    case: Optional[str] = None
+    world_size: Optional[int] = None
+
+    @classmethod
+    def of(cls, stored: Mapping[str, Any]) -> "Workpoint":
+        """The unit of work a stored record belongs to (through its dataclass, so old files get its defaults)."""
+        return from_dict(stored).workpoint
+
+
 class _Record:
-    """What both kinds of record share: the stored form and the way back from it."""
+    """What both kinds of record share: the stored form, the way back from it, the identity."""
 
     # Set by from_dict (see _kept): the keys this version does not know, and the stored key order.
     extra: dict[str, Any]
@@ -103,6 +129,11 @@ class _Record:
         for key, value in values["extra"].items():
             stored.setdefault(key, value)
         return stored
+
+    @property
+    def workpoint(self) -> Workpoint:
+        """The unit of work this record belongs to: the record's fields of ``Workpoint``'s names."""
+        return Workpoint(**{f.name: getattr(self, f.name, None) for f in fields(Workpoint)})
 
     @classmethod
     def from_dict(cls: type[R], stored: Mapping[str, Any]) -> R:

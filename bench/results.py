@@ -24,12 +24,10 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from .errors import ResultsError
-from .records import RECORD_TYPES, is_required, schema_fields, stored_name
+from .records import RECORD_TYPES, Workpoint, is_required, schema_fields, stored_name
 
 SCHEMA = 1
 
-# Fields that name one unit of work: a resumed run skips units already recorded.
-IDENTITY = ("kind", "backend", "device", "dtype", "case", "op", "pass", "rows", "vocab", "mode", "world_size")
 # Environment fields that must match for --resume to continue a file.
 RESUME_MUST_MATCH = ("python", "platform", "cpu", "gpu", "packages", "commit")
 
@@ -165,17 +163,6 @@ def write_atomic(path: str | Path, document: dict[str, Any] | str) -> None:
             os.close(dir_fd)
     except OSError:
         pass
-
-
-def record_key(record: dict[str, Any]) -> tuple:
-    """The unit of work a record belongs to (see ``IDENTITY``).
-
-    A timing record from before passes existed is a forward pass.
-    """
-    key = tuple(record.get(field) for field in IDENTITY)
-    if record.get("kind") == "timing" and record.get("pass") is None:
-        key = tuple("fwd" if field == "pass" else value for field, value in zip(IDENTITY, key))
-    return key
 
 
 def _json_types(hint: Any) -> tuple[type, ...]:
@@ -318,13 +305,14 @@ class ResultsFile:
             self.records = list(document["records"])
         else:
             self.environment = current
-        self._keys = {record_key(r) for r in self.records}
+        self._keys = {Workpoint.of(r) for r in self.records}
         # Each record is encoded once; a rewrite joins the encoded lines, so the
         # per-record cost stays small however long the run gets.
         self._lines = [json.dumps(r, allow_nan=False) for r in self.records]
 
-    def has(self, identity: dict[str, Any]) -> bool:
-        return record_key(identity) in self._keys
+    def has(self, point: Workpoint) -> bool:
+        """Whether a record of this unit of work is already in the file (a resumed run skips it)."""
+        return point in self._keys
 
     def add(self, records: Iterable[dict[str, Any]], write: bool = True) -> None:
         """Append records and (by default) rewrite the file at once."""
@@ -332,7 +320,7 @@ class ResultsFile:
             record = _clean(record)
             self._lines.append(json.dumps(record, allow_nan=False))
             self.records.append(record)
-            self._keys.add(record_key(record))
+            self._keys.add(Workpoint.of(record))
         if write:
             self.write()
 

@@ -16,7 +16,7 @@ from typing import Optional
 
 import pytest
 
-from softmax_bench.records import CheckRecord, TimingRecord, from_dict
+from softmax_bench.records import CheckRecord, TimingRecord, Workpoint, from_dict
 from softmax_bench.results import ResultsError, ResultsFile, dumps, field_rules, load
 
 from golden import edited
@@ -178,3 +178,21 @@ def test_a_new_field_is_validated_without_a_new_table():
     assert "extra" not in rules and "stored_order" not in rules
     assert rules["hidden"].flaw({"hidden": "8"}) == "is '8', expected an integer"
     assert rules["flops"].flaw({"flops": -1.0}) is None and rules["median_s"].flaw({"median_s": -1.0})
+
+
+# ---------------------------------------------------------------- one identity
+
+
+def test_the_workpoint_is_the_resume_key_and_old_files_mean_a_forward_pass(tmp_path):
+    stored = load(OLD)["records"]
+    old = next(r for r in stored if r["kind"] == "timing")
+    assert "pass" not in old
+    assert Workpoint.of(old) == Workpoint.of({**old, "pass": "fwd"})
+    assert Workpoint.of(old) != Workpoint.of({**old, "pass": "bwd"})  # negative control: pass is in the key
+    assert Workpoint.of(old) != Workpoint.of({**old, "world_size": 2})
+    check = next(r for r in stored if r["kind"] == "check")
+    assert Workpoint.of(check).case == check["case"] and Workpoint.of(check).mode is None
+    resumed = ResultsFile(tmp_path / "r.json", env=load(OLD)["environment"])
+    resumed.add([old], write=False)
+    assert resumed.has(from_dict(old).workpoint)
+    assert not resumed.has(dataclasses.replace(from_dict(old).workpoint, mode="cold"))
