@@ -162,7 +162,7 @@ def test_check_bad_usage(cli, argv, message):
 def test_backends_not_declaring_an_op_are_not_asked_for_it():
     registry = load_backends([plugin("good_numpy")])
     units = plan([Target("plugin-good", "cpu", "float32")], cases.CASES, (plugin("good_numpy"),))
-    assert {u.identity["op"] for u in units} == {"softmax"}
+    assert {u.identity.op for u in units} == {"softmax"}
     assert registry.get("plugin-good").log_softmax is None
 
 

@@ -573,7 +573,7 @@ def test_run_plans_both_modes_for_every_world_size_and_skips_what_cannot_be_cold
     items = [(Size(8, 32000), mode, "softmax", "fwd") for mode in ("warm", "cold")]
     with Groups(timeout=30) as groups:
         units = timing_units([target], items, (), [2, 4], groups, QUICK_BUDGET)
-        planned = sorted((u.identity["world_size"], u.identity["mode"]) for u in units)
+        planned = sorted((u.identity.world_size, u.identity.mode) for u in units)
         assert planned == [(2, "cold"), (2, "warm"), (4, "cold"), (4, "warm")]
         # Two columns over 2 ranks need millions of copies to be cold: recorded as skipped, with the reason.
         monkeypatch.setenv("SOFTMAX_BENCH_LLC_BYTES", str(2**30))

@@ -91,9 +91,9 @@ def test_autodiff_of_a_real_graph_is_still_taken():
 def _units(n, ran):
     def record(i):
         return CheckRecord(backend="b", device="cpu", dtype="float32", rows=1, vocab=1, shape=[1], axis=-1, case=str(i),
-                           op="softmax", special=False, expected="correct", judged=True, passed=True).as_dict()
+                           op="softmax", special=False, expected="correct", judged=True, passed=True)
 
-    return [Unit(identity=record(i), run=lambda ex, i=i: ran.append(i) or [record(i)], on_failure=lambda f: [],
+    return [Unit(identity=record(i).workpoint, run=lambda ex, i=i: ran.append(i) or [record(i).as_dict()], on_failure=lambda f: [],
                  label=str(i)) for i in range(n)]
 
 

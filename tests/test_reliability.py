@@ -23,7 +23,8 @@ from softmax_bench.measure import cases
 from softmax_bench import cli
 from softmax_bench.core import results
 from softmax_bench.measure.checks import plan
-from softmax_bench.core.results import ResultsError, record_key
+from softmax_bench.core.records import Workpoint
+from softmax_bench.core.results import ResultsError
 from softmax_bench.core.selection import Target
 
 from helpers import plugin, run_console
@@ -84,7 +85,7 @@ def test_sigkill_leaves_valid_json_and_resume_finishes_it(tmp_path):
     resumed = run_console("check", "--backend", "max-shift", "--dtype", "float32", "--resume", out)
     assert resumed.returncode == 0, resumed.stderr
     after = _records(out)
-    assert len(after) == len({record_key(r) for r in after})  # nothing measured twice
+    assert len(after) == len({Workpoint.of(r) for r in after})  # nothing measured twice
     assert len([r for r in after if r["backend"] == "max-shift"]) == MAX_SHIFT_F32
     assert after[: len(before)] == before
 

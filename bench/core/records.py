@@ -5,27 +5,149 @@ plain dict (``as_dict``) into the results file (schema 1, see ``results``).
 Fields that only some records carry (the figures of a check that ran, the
 case's anchor) are left out of the dict when they are ``None``, so files keep
 the shape they always had.
+
+A stored record is read back with ``from_dict`` (or the class's own
+``from_dict``): the fields this version knows become attributes, and what it
+does not know (a field of a newer version) and the stored key order are kept,
+so ``from_dict(d).as_dict() == d`` key for key, in the same order. A field a
+file lacks (one older than the field) takes the dataclass default, which is
+what such files meant: a timing record without ``pass`` is a forward pass.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Optional
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from typing import Any, Mapping, Optional, TypeVar
+
+R = TypeVar("R", bound="_Record")
 
 
-def _optional(default: Any = None) -> Any:
+def _optional(default: Any = None, **rules: bool) -> Any:
     """A field written only when it has a value."""
-    return field(default=default, metadata={"omit_none": True})
+    return field(default=default, metadata={"omit_none": True, **rules})
+
+
+def _always(default: Any = None, **rules: bool) -> Any:
+    """A field every results file of schema 1 holds (it may be null), though it is filled after the record is made."""
+    return field(default=default, metadata={"required": True, **rules})
+
+
+# What results.validate checks beyond a field's type hint is the field's metadata:
+# "required" (see _always; a field without a default is required anyway) and
+# "non_negative": a figure that is never below zero, so a negative one in a file is a hand edit.
+NON_NEGATIVE = {"non_negative": True}
+
+
+def _kept(**default: Any) -> Any:
+    """Bookkeeping of a record read back from a file: not a field of the schema, never compared or shown."""
+    return field(**default, repr=False, compare=False, metadata={"schema": False})
+
+
+def stored_name(f: Field) -> str:
+    """The key a field is stored under: a field named for a Python keyword (``pass_``) is stored as the keyword."""
+    return f.name.rstrip("_")
+
+
+def schema_fields(cls_or_record: Any) -> tuple[Field, ...]:
+    """The fields of a record class (or record) that are stored in results files, in their stored order."""
+    return tuple(f for f in fields(cls_or_record) if f.metadata.get("schema", True))
+
+
+def is_required(f: Field) -> bool:
+    """Whether every stored record must hold the field: it has no default, or is marked ``_always``."""
+    return not has_default(f) or bool(f.metadata.get("required"))
+
+
+def has_default(f: Field) -> bool:
+    """Whether a record can be made without the field (a file that lacks it gets the default)."""
+    return f.default is not MISSING or f.default_factory is not MISSING
+
+
+def _default(f: Field) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not MISSING else MISSING
+
+
+@dataclass(frozen=True)
+class Workpoint:
+    """One unit of work, spelled out once: the planner's unit, a record's identity and the resume key.
+
+    A timing has a ``mode`` and a ``pass_`` and no ``case``; a check has a
+    ``case`` and neither of the others, so the two never collide.
+    ``world_size`` is set for distributed backends only.
+    """
+
+    backend: str
+    device: str
+    dtype: str
+    rows: int
+    vocab: int
+    op: str = "softmax"
+    pass_: Optional[str] = None
+    mode: Optional[str] = None
+    case: Optional[str] = None
+    world_size: Optional[int] = None
+
+    @classmethod
+    def of(cls, stored: Mapping[str, Any]) -> "Workpoint":
+        """The unit of work a stored record belongs to (through its dataclass, so old files get its defaults)."""
+        return from_dict(stored).workpoint
 
 
 class _Record:
-    def as_dict(self) -> dict[str, Any]:
-        """The record as it is stored: every field, less the optional ones without a value.
+    """What both kinds of record share: the stored form, the way back from it, the identity."""
 
-        A field named for a Python keyword (``pass_``) is stored under the keyword.
+    # Set by from_dict (see _kept): the keys this version does not know, and the stored key order.
+    extra: dict[str, Any]
+    stored_order: Optional[tuple[str, ...]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as it is stored.
+
+        A record made in this run: every field, less the optional ones without
+        a value. A record read back (``from_dict``): the keys it was read from,
+        in their order, with the current values and the unknown keys kept;
+        then any field it lacked that has since been given a value other than
+        its default.
         """
-        omit = {f.name for f in fields(self) if f.metadata.get("omit_none")}
-        return {k.rstrip("_"): v for k, v in asdict(self).items() if not (k in omit and v is None)}
+        values = asdict(self)  # a deep copy: the dict shares no list with the record
+        known = {stored_name(f): (f, values[f.name]) for f in schema_fields(self)}
+        if self.stored_order is None:
+            stored = {key: value for key, (f, value) in known.items()
+                      if not (f.metadata.get("omit_none") and value is None)}
+            return {**stored, **values["extra"]}
+        stored = {}
+        for key in self.stored_order:
+            if key in known:
+                stored[key] = known[key][1]
+            elif key in values["extra"]:
+                stored[key] = values["extra"][key]
+        for key, (f, value) in known.items():
+            if key not in stored and value is not None and value != _default(f):
+                stored[key] = value
+        for key, value in values["extra"].items():
+            stored.setdefault(key, value)
+        return stored
+
+    @property
+    def workpoint(self) -> Workpoint:
+        """The unit of work this record belongs to: the record's fields of ``Workpoint``'s names."""
+        return Workpoint(**{f.name: getattr(self, f.name, None) for f in fields(Workpoint)})
+
+    @classmethod
+    def from_dict(cls: type[R], stored: Mapping[str, Any]) -> R:
+        """The record a stored dict holds (see the module's docstring); ``TypeError`` when a required field is absent.
+
+        Values are taken as stored, not converted: ``results.validate`` is what checks their types.
+        """
+        by_key = {stored_name(f): f for f in schema_fields(cls)}
+        known = {by_key[key].name: value for key, value in stored.items() if key in by_key}
+        missing = [key for key, f in by_key.items() if not has_default(f) and f.name not in known]
+        if missing:
+            raise TypeError(f"a stored {cls.kind} record lacks {', '.join(missing)}")
+        extra = {key: value for key, value in stored.items() if key not in by_key}
+        return cls(**known, extra=extra, stored_order=tuple(stored))
 
 
 def copy_fraction(gbps: Optional[float], copy_gbps: Optional[float]) -> Optional[float]:
@@ -33,7 +155,7 @@ def copy_fraction(gbps: Optional[float], copy_gbps: Optional[float]) -> Optional
     return gbps / copy_gbps if gbps and copy_gbps else None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TimingRecord(_Record):
     """One timed (backend, device, dtype, size, mode, op, pass): what was measured and how.
 
@@ -47,8 +169,8 @@ class TimingRecord(_Record):
     backend: str
     device: str
     dtype: str
-    rows: int
-    vocab: int
+    rows: int = field(metadata=NON_NEGATIVE)
+    vocab: int = field(metadata=NON_NEGATIVE)
     mode: str
     op: str = "softmax"
     pass_: str = "fwd"
@@ -57,15 +179,15 @@ class TimingRecord(_Record):
     includes_bwd: bool = False
     threads: Optional[int] = None
     kind: str = "timing"
-    median_s: Optional[float] = None
-    iqr_s: Optional[float] = None
+    median_s: Optional[float] = _always(**NON_NEGATIVE)
+    iqr_s: Optional[float] = _always(**NON_NEGATIVE)
     repeats: int = 0
     inner: int = 0
-    gbps: Optional[float] = None
+    gbps: Optional[float] = field(default=None, metadata=NON_NEGATIVE)
     bytes: Optional[int] = None
     byte_model: Optional[str] = None
-    copy_gbps: Optional[float] = None
-    copy_fraction: Optional[float] = None
+    copy_gbps: Optional[float] = field(default=None, metadata=NON_NEGATIVE)
+    copy_fraction: Optional[float] = field(default=None, metadata=NON_NEGATIVE)
     device_copy_gbps: Optional[float] = None
     device_copy_fraction: Optional[float] = None
     peak_bytes: Optional[int] = None
@@ -84,6 +206,8 @@ class TimingRecord(_Record):
     suspect: Optional[str] = None
     reason: Optional[str] = None
     failure: Optional[str] = None
+    extra: dict[str, Any] = _kept(default_factory=dict)
+    stored_order: Optional[tuple[str, ...]] = _kept(default=None)
 
     def measured(self, figures: dict[str, Any]) -> "TimingRecord":
         """Fill in what the worker measured; the copy fraction follows from it."""
@@ -93,37 +217,55 @@ class TimingRecord(_Record):
         return self
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CheckRecord(_Record):
     """One (backend, device, dtype, case, op) of the correctness suite and its verdict."""
 
     backend: str
     device: str
     dtype: str
-    rows: int
-    vocab: int
-    shape: list
-    axis: int
+    rows: int = field(metadata=NON_NEGATIVE)
+    vocab: int = field(metadata=NON_NEGATIVE)
+    # Not required of a stored record (DESIGN.md's minimum is kind, backend, device, dtype,
+    # rows, vocab, case, passed): the suite always writes them.
+    shape: Optional[list] = None
+    axis: Optional[int] = None
     case: str
     op: str
-    special: bool
-    expected: Optional[str]
-    judged: bool
+    special: bool = False  # files from before the field: not a column of the overflow matrix
+    expected: Optional[str] = None
+    judged: Optional[bool] = None  # files from before the field: judged when ``expected`` is not None
     kind: str = "check"
     world_size: Optional[int] = _optional()
     scale: Optional[float] = _optional()
     anchor: Optional[int] = _optional()
     reference: Optional[bool] = _optional()
     path: Optional[str] = _optional()
-    passed: Optional[bool] = None
+    passed: Optional[bool] = _always()
     behaviour: Optional[str] = None
     reason: Optional[str] = None
     failure: Optional[str] = None
     seconds: Optional[float] = _optional()
-    max_ulp: Optional[float] = _optional()
-    max_rel: Optional[float] = _optional()
+    max_ulp: Optional[float] = _optional(**NON_NEGATIVE)
+    max_rel: Optional[float] = _optional(**NON_NEGATIVE)
     max_abs: Optional[float] = _optional()
     norm_err_u: Optional[float] = _optional()
     sum_err: Optional[float] = _optional()
     subnormal: Optional[str] = _optional()
     error_ratio: Optional[float] = _optional()
+    extra: dict[str, Any] = _kept(default_factory=dict)
+    stored_order: Optional[tuple[str, ...]] = _kept(default=None)
+
+
+RECORD_TYPES: dict[str, type[_Record]] = {"check": CheckRecord, "timing": TimingRecord}
+
+
+def from_dict(stored: Mapping[str, Any]) -> TimingRecord | CheckRecord:
+    """A stored record read back into its dataclass, chosen by its ``kind`` (see ``_Record.from_dict``).
+
+    ``ValueError`` for a kind this version does not know.
+    """
+    kind = stored.get("kind")
+    if kind not in RECORD_TYPES:
+        raise ValueError(f"record kind {kind!r}; valid: {', '.join(RECORD_TYPES)}")
+    return RECORD_TYPES[kind].from_dict(stored)  # type: ignore[return-value]

@@ -17,35 +17,18 @@ import platform
 import socket
 import subprocess
 import tempfile
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from ..errors import ResultsError
 from . import adapters
+from .records import RECORD_TYPES, Workpoint, is_required, schema_fields, stored_name
 
 SCHEMA = 1
 
-# Fields every record has, and their JSON types; check and timing records add theirs.
-COMMON_FIELDS = {"kind": str, "backend": str, "device": str, "dtype": str, "rows": int, "vocab": int}
-KIND_FIELDS = {
-    "check": {"case": str, "passed": (bool, type(None))},
-    "timing": {"median_s": (int, float, type(None)), "iqr_s": (int, float, type(None))},
-}
-_NUMBER = (int, float, type(None))
-_TEXT = (str, type(None))
-# Optional fields the report and compare read: when present they must have these
-# types, so a hand-edited file fails here with one line instead of deep inside a table.
-OPTIONAL_FIELDS = {
-    "check": {"op": _TEXT, "behaviour": _TEXT, "expected": _TEXT, "max_ulp": _NUMBER, "max_rel": _NUMBER,
-              "scale": _NUMBER, "reference": bool, "special": bool, "reason": _TEXT, "failure": _TEXT},
-    "timing": {"op": _TEXT, "pass": _TEXT, "mode": _TEXT, "gbps": _NUMBER, "copy_gbps": _NUMBER, "copy_fraction": _NUMBER,
-               "device_copy_gbps": _NUMBER, "device_copy_fraction": _NUMBER, "peak_bytes": _NUMBER,
-               "suspect": _TEXT, "reason": _TEXT, "failure": _TEXT},
-}
-# Figures that are never negative: a negative one is a hand edit, not a measurement.
-NON_NEGATIVE = ("median_s", "iqr_s", "gbps", "copy_gbps", "copy_fraction", "max_ulp", "max_rel")
-# Fields that name one unit of work: a resumed run skips units already recorded.
-IDENTITY = ("kind", "backend", "device", "dtype", "case", "op", "pass", "rows", "vocab", "mode", "world_size")
 # Environment fields that must match for --resume to continue a file.
 RESUME_MUST_MATCH = ("python", "platform", "cpu", "gpu", "packages", "commit")
 
@@ -183,20 +166,52 @@ def write_atomic(path: str | Path, document: dict[str, Any] | str) -> None:
         pass
 
 
-def record_key(record: dict[str, Any]) -> tuple:
-    """The unit of work a record belongs to (see ``IDENTITY``).
+def _json_types(hint: Any) -> tuple[type, ...]:
+    """The JSON values a field's type hint admits: ``Optional`` admits null, a float admits an integer
+    (a whole number is stored without its ``.0``), ``list[int]`` is a list."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return tuple(t for arg in typing.get_args(hint) for t in _json_types(arg))
+    if hint is float:
+        return (int, float)
+    return (typing.get_origin(hint) or hint,)
 
-    A timing record from before passes existed is a forward pass.
-    """
-    key = tuple(record.get(field) for field in IDENTITY)
-    if record.get("kind") == "timing" and record.get("pass") is None:
-        key = tuple("fwd" if field == "pass" else value for field, value in zip(IDENTITY, key))
-    return key
+
+@dataclass(frozen=True)
+class FieldRule:
+    """What a stored record's field must be, read off its dataclass field (see ``records``)."""
+
+    key: str
+    types: tuple[type, ...]
+    required: bool
+    non_negative: bool
+
+    def flaw(self, record: dict[str, Any]) -> Optional[str]:
+        """Why ``record``'s value for this field is not acceptable, or ``None``."""
+        value = record.get(self.key, ...)
+        if value is ...:
+            return f"is missing, expected {_type_name(self.types)}" if self.required else None
+        # bool is an int to isinstance; `true` is no number of seconds.
+        if not isinstance(value, self.types) or (isinstance(value, bool) and bool not in self.types):
+            return f"is {repr(value)[:40]}, expected {_type_name(self.types)}"
+        if self.non_negative and isinstance(value, (int, float)) and value < 0:
+            return f"is {value!r}, expected a number >= 0"
+        return None
 
 
-def _type_name(types: Any) -> str:
-    types = types if isinstance(types, tuple) else (types,)
-    names = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", type(None): "null"}
+def field_rules(record_type: type) -> tuple[FieldRule, ...]:
+    """One rule per stored field of a record dataclass: its type from the hint, required when it has no default."""
+    hints = typing.get_type_hints(record_type)
+    return tuple(FieldRule(stored_name(f), _json_types(hints[f.name]), is_required(f), bool(f.metadata.get("non_negative")))
+                 for f in schema_fields(record_type))
+
+
+# The schema as validate reads it: derived from the record dataclasses, never written out here.
+RULES = {kind: field_rules(record_type) for kind, record_type in RECORD_TYPES.items()}
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    names = {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "a list",
+             type(None): "null"}
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
@@ -220,29 +235,16 @@ def validate(document: Any, source: str) -> dict[str, Any]:
         if not isinstance(record, dict):
             raise ResultsError(f"{source}: record {index} is {type(record).__name__}, not an object")
         kind = record.get("kind")
-        if not isinstance(kind, str) or kind not in KIND_FIELDS:
-            raise ResultsError(f"{source}: record {index} has kind {kind!r}; valid: {', '.join(KIND_FIELDS)}")
-        required = {**COMMON_FIELDS, **KIND_FIELDS[kind]}
-        for field, types in {**required, **OPTIONAL_FIELDS[kind]}.items():
-            value = record.get(field, ...)
-            if value is ... and field not in required:
-                continue
-            # bool is an int to isinstance; `true` is no number of seconds.
-            is_bool_as_number = isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,))
-            if value is ... or not isinstance(value, types) or is_bool_as_number:
-                shown = "missing" if value is ... else repr(value)[:40]
-                raise ResultsError(f"{source}: record {index} field {field!r} is {shown}, expected {_type_name(types)}")
+        if not isinstance(kind, str) or kind not in RULES:
+            raise ResultsError(f"{source}: record {index} has kind {kind!r}; valid: {', '.join(RULES)}")
         for field, value in record.items():
             # json.loads accepts NaN, Infinity and 1e999; results files store non-finite numbers as null.
             if isinstance(value, float) and not math.isfinite(value):
                 raise ResultsError(f"{source}: record {index} field {field!r} is {value!r}; non-finite numbers are stored as null")
-        for field in ("rows", "vocab"):
-            if record[field] < 0:
-                raise ResultsError(f"{source}: record {index} field {field!r} is negative")
-        for field in NON_NEGATIVE:
-            value = record.get(field)
-            if isinstance(value, (int, float)) and value < 0:
-                raise ResultsError(f"{source}: record {index} field {field!r} is {value!r}, expected a number >= 0")
+        for rule in RULES[kind]:
+            flaw = rule.flaw(record)
+            if flaw:
+                raise ResultsError(f"{source}: record {index} field {rule.key!r} {flaw}")
     return document
 
 
@@ -269,6 +271,18 @@ def load(path: str | Path) -> dict[str, Any]:
     return validate(document, str(path))
 
 
+def _text(environment: dict[str, Any], lines: Sequence[str]) -> str:
+    """A results file's text: one line of environment, one line per (already encoded) record."""
+    env = json.dumps(_clean(environment), allow_nan=False)
+    body = ",\n".join(lines)
+    return f'{{"schema": {SCHEMA},\n"environment": {env},\n"records": [\n{body}\n]}}\n'
+
+
+def dumps(environment: dict[str, Any], records: Iterable[dict[str, Any]]) -> str:
+    """The text ``ResultsFile`` writes for these environment and records, byte for byte."""
+    return _text(environment, [json.dumps(_clean(r), allow_nan=False) for r in records])
+
+
 class ResultsFile:
     """A results file being written: records accumulate and the file is rewritten atomically.
 
@@ -292,13 +306,14 @@ class ResultsFile:
             self.records = list(document["records"])
         else:
             self.environment = current
-        self._keys = {record_key(r) for r in self.records}
+        self._keys = {Workpoint.of(r) for r in self.records}
         # Each record is encoded once; a rewrite joins the encoded lines, so the
         # per-record cost stays small however long the run gets.
         self._lines = [json.dumps(r, allow_nan=False) for r in self.records]
 
-    def has(self, identity: dict[str, Any]) -> bool:
-        return record_key(identity) in self._keys
+    def has(self, point: Workpoint) -> bool:
+        """Whether a record of this unit of work is already in the file (a resumed run skips it)."""
+        return point in self._keys
 
     def add(self, records: Iterable[dict[str, Any]], write: bool = True) -> None:
         """Append records and (by default) rewrite the file at once."""
@@ -306,7 +321,7 @@ class ResultsFile:
             record = _clean(record)
             self._lines.append(json.dumps(record, allow_nan=False))
             self.records.append(record)
-            self._keys.add(record_key(record))
+            self._keys.add(Workpoint.of(record))
         if write:
             self.write()
 
@@ -317,6 +332,4 @@ class ResultsFile:
         self.write()
 
     def write(self) -> None:
-        env = json.dumps(_clean(self.environment), allow_nan=False)
-        body = ",\n".join(self._lines)
-        write_atomic(self.path, f'{{"schema": {SCHEMA},\n"environment": {env},\n"records": [\n{body}\n]}}\n')
+        write_atomic(self.path, _text(self.environment, self._lines))

@@ -89,7 +89,7 @@ def check_units(targets: Sequence[Target], chosen: Sequence[Case], plugin_files:
                     # Across ranks there is no autodiff: a gradient needs the backend's own function.
                     if not supports(backend, op) or route(backend, op) == "autodiff":
                         continue
-                    identity = {**base_record(target, case, op).as_dict(), "world_size": world_size}
+                    identity = replace(base_record(target, case, op), world_size=world_size).workpoint
 
                     def run(ex, t=target, c=case, o=op, w=world_size):
                         how = "value" if o in ("softmax", "log_softmax") else route(registry.get(t.backend), o)
@@ -142,7 +142,7 @@ def timing_units(targets: Sequence[Target], items: Sequence[tuple[Size, str, str
                 reason = _skip_reason(size, target.dtype, mode, world_size, llc)
                 if reason:
                     record.skipped, record.reason = True, reason
-                    units.append(Unit(identity=record.as_dict(), run=lambda ex, r=record: [r.as_dict()],
+                    units.append(Unit(identity=record.workpoint, run=lambda ex, r=record: [r.as_dict()],
                                       on_failure=lambda f, r=record: [r.as_dict()], label=label))
                     continue
 
@@ -167,7 +167,7 @@ def timing_units(targets: Sequence[Target], items: Sequence[tuple[Size, str, str
                 def failed(f, r=record):
                     return [replace(r, reason=f.reason, failure=f.kind).as_dict()]
 
-                units.append(Unit(identity=record.as_dict(), run=run, on_failure=failed, label=label))
+                units.append(Unit(identity=record.workpoint, run=run, on_failure=failed, label=label))
     return units
 
 

@@ -106,7 +106,7 @@ def plan(targets: Sequence[Target], chosen: Sequence[Case], plugin_files: Sequen
     units = []
     for target, case, op, _ in _applicable(targets, chosen, plugin_files, ops):
         units.append(Unit(
-            identity=base_record(target, case, op).as_dict(),
+            identity=base_record(target, case, op).workpoint,
             run=lambda ex, t=target, c=case, o=op: [run_case(ex, t, c, o, plugin_files)],
             on_failure=lambda f, t=target, c=case, o=op: [failure_record(t, c, o, f)],
             label=f"{target.backend} {target.dtype} {case.name} {op}",
@@ -168,6 +168,6 @@ def convention_units(chosen: Sequence[Case]) -> list[Unit]:
             def on_failure(f, t=target, c=case):
                 return [{**failure_record(t, c, "softmax", f), "reference": True, "passed": None}]
 
-            units.append(Unit(identity=base_record(target, case, "softmax").as_dict(), run=run,
+            units.append(Unit(identity=base_record(target, case, "softmax").workpoint, run=run,
                               on_failure=on_failure, label=f"{target.backend} {case.name}"))
     return units

@@ -78,7 +78,7 @@ def timing_units(selection: Selection, plan: Plan, budget: Budget, max_bytes: Op
             reason = skip_reason(size, target.dtype, buffers, llc, max_bytes, op, pass_)
             if reason:
                 record.skipped, record.reason = True, reason
-                units.append(Unit(identity=record.as_dict(), run=lambda ex, r=record: [r.as_dict()],
+                units.append(Unit(identity=record.workpoint, run=lambda ex, r=record: [r.as_dict()],
                                   on_failure=lambda f, r=record: [r.as_dict()], label=label))
                 continue
 
@@ -95,7 +95,7 @@ def timing_units(selection: Selection, plan: Plan, budget: Budget, max_bytes: Op
                     record.reason, record.failure = f.reason, f.kind
                 return [record.as_dict()]
 
-            units.append(Unit(identity=record.as_dict(), run=run, on_failure=failed, label=label))
+            units.append(Unit(identity=record.workpoint, run=run, on_failure=failed, label=label))
     return units
 
 

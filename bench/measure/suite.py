@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from ..errors import UsageError, describe_exception
 from ..core.isolation import BackendFailure
+from ..core.records import Workpoint
 from ..core.results import ResultsFile, default_path
 
 
@@ -43,7 +44,7 @@ class Unit:
     raises becomes ``on_failure(failure)``'s records instead.
     """
 
-    identity: dict[str, Any]
+    identity: Workpoint
     run: Callable[[Any], list[dict[str, Any]]]
     on_failure: Callable[[BackendFailure], list[dict[str, Any]]]
     label: str = ""
@@ -88,7 +89,7 @@ def execute(units: Iterable[Unit], results: ResultsFile, executor: Any, desc: st
     groups: dict[tuple, list[Unit]] = {}
     for unit in units:
         if not results.has(unit.identity):
-            groups.setdefault((unit.identity.get("backend"), unit.identity.get("device")), []).append(unit)
+            groups.setdefault((unit.identity.backend, unit.identity.device), []).append(unit)
     made: list[dict[str, Any]] = []
     lock = threading.Lock()
     stop = threading.Event()

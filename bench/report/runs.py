@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ResultsError, UsageError
-from ..core.records import copy_fraction
-from ..core.results import load, record_key
+from ..core.records import Workpoint, copy_fraction
+from ..core.results import load
 
 # What a timing record without these fields measured: a forward softmax (every file before them).
 TIMING_DEFAULTS = {"op": "softmax", "pass": "fwd"}
@@ -116,9 +116,8 @@ def merge(runs: Sequence[Run], warn: Callable[[str], None] = warn_stderr) -> lis
     """
 
     def key(run: Run, record: dict[str, Any]) -> tuple:
-        # record_key predates pass, threads and world_size: a backward pass is not a rerun of the forward.
-        return (run.machine, *record_key(record), record.get("pass"), record.get("threads"),
-                record.get("world_size"), record.get("scale"), record.get("reference"))
+        # A rerun is the same unit of work on the same machine; other threads, scales or a reference row are not.
+        return (run.machine, Workpoint.of(record), record.get("threads"), record.get("scale"), record.get("reference"))
 
     completed = [complete_timings(run.records) for run in runs]
     owner: dict[tuple, int] = {}
