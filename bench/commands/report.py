@@ -6,13 +6,17 @@ import argparse
 
 from ..render import FORMATS
 
+# csv is not a table format of render (compare has no use for it): it is the records themselves.
+REPORT_FORMATS = (*FORMATS, "csv")
+
 HELP = "tables and plots from results files"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--format", choices=FORMATS, default="markdown")
-    p.add_argument("--out", metavar="DIR", help="write report and plots to DIR instead of printing")
+    p.add_argument("files", nargs="+", metavar="FILE", help="results files (JSON) to report on, merged in the order given")
+    p.add_argument("--format", choices=REPORT_FORMATS, default="markdown",
+                   help=f"output format ({', '.join(REPORT_FORMATS)}; default markdown); csv is one row per record, no plots")
+    p.add_argument("--out", metavar="DIR", help="write report and plots (or report.csv) to DIR instead of printing")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable results files with a warning")
     p.add_argument("--readme", metavar="FILE", help="also put the report between the markers in FILE (needs --out; see results/README.md)")
 
@@ -32,8 +36,24 @@ def run(args: argparse.Namespace) -> int:
         warn_stderr(message)
         warnings.append(message)
 
+    if args.format == "csv" and args.readme is not None:
+        raise UsageError("--readme takes a markdown report; --format csv has no README block")
     runs = load_runs(args.files, skip_bad=args.skip_bad, warn=warn)
     records = merge(runs, warn=warn)
+    if args.format == "csv":
+        from pathlib import Path
+
+        from ..export import records_csv
+
+        text = records_csv(records)
+        if args.out is None:
+            print(text, end="")
+        else:
+            path = Path(args.out) / "report.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(path)
+        return 0
     if args.out is None:
         print(render_document(build_report(runs, records, warnings), args.format), end="")
         return 0
