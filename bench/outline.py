@@ -174,10 +174,11 @@ def flagged(runs: Sequence[Run], records: Sequence[dict[str, Any]], warnings: Se
 
 
 def build_report(runs: Sequence[Run], records: Sequence[dict[str, Any]], warnings: Sequence[str] = (),
-                 base: Optional[Path] = None) -> Report:
+                 base: Optional[Path] = None, made: Sequence[str] = ()) -> Report:
     """The summary and the sections of tables (figures are added by whoever draws them).
 
     ``base``: the folder the document is written to, for the links to the results files.
+    ``made``: lines saying when and by which command the report was made (the report command's).
     """
     timings = speed_records(records)
     speed = [time_table(records)]
@@ -191,6 +192,7 @@ def build_report(runs: Sequence[Run], records: Sequence[dict[str, Any]], warning
         Section("correctness", "Correctness", [accuracy_table(records), overflow_table(records)]),
         Section("sources", "Sources", [sources_table(runs, base)]),
     ]
-    findings = [what_was_run(runs, records), fastest(records), failures(records), flagged(runs, records, warnings)]
+    findings = [what_was_run(runs, records), Finding("Made", list(made), [("Sources", "sources")]) if made else None,
+                fastest(records), failures(records), flagged(runs, records, warnings)]
     return Report(list(runs), list(records), list(warnings), [f for f in findings if f], sections)
 

@@ -21,6 +21,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--readme", metavar="FILE", help="also put the report between the markers in FILE (needs --out; see results/README.md)")
 
 
+def made_lines(args: argparse.Namespace) -> list[str]:
+    """When (the UTC date, or $SOURCE_DATE_EPOCH's) and by which command the report is made.
+
+    A date, not a time: regenerating unchanged results the same day rewrites
+    identical bytes, and SOURCE_DATE_EPOCH pins it as reproducible builds do.
+    """
+    import datetime as dt
+    import os
+    import shlex
+    from pathlib import Path
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    when = dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc) if epoch.isdigit() else dt.datetime.now(dt.timezone.utc)
+    def shown(path: object) -> str:  # relative where it lies below the working directory, so it reads the same anywhere
+        full = Path(str(path)).absolute()
+        return full.relative_to(Path.cwd()).as_posix() if full.is_relative_to(Path.cwd()) else str(path)
+
+    argv = ["softmax-bench", "report", *map(shown, args.files)]
+    if args.format != "markdown":
+        argv += ["--format", args.format]
+    for flag, value in (("--out", args.out), ("--readme", args.readme)):
+        if value is not None:
+            argv += [flag, shown(value)]
+    if args.skip_bad:
+        argv.append("--skip-bad")
+    return [f"Made on {when.date().isoformat()} (UTC) by: {shlex.join(argv)}"]
+
+
 def run(args: argparse.Namespace) -> int:
     from ..documents import render_document, write_report
     from ..errors import UsageError
@@ -55,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
             print(path)
         return 0
     if args.out is None:
-        print(render_document(build_report(runs, records, warnings), args.format), end="")
+        print(render_document(build_report(runs, records, warnings, made=made_lines(args)), args.format), end="")
         return 0
-    for path in write_report(runs, records, args.out, args.format, readme=args.readme, warnings=warnings):
+    for path in write_report(runs, records, args.out, args.format, readme=args.readme, warnings=warnings,
+                             made=made_lines(args)):
         print(path)
     return 0
