@@ -1,7 +1,7 @@
 """Fixture files and golden-output comparison shared by the report and compare tests.
 
 The fixtures in tests/data are hand-made: invented numbers in the schema of
-README.md "Results files", not measurements.
+docs/reports.md "Results files", not measurements.
 
 Regenerate the golden files after an intended change of output, then review
 the diff like code:

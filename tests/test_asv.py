@@ -148,3 +148,23 @@ def test_time_ops_teardown_still_checks_a_unit_that_ran():
     suite.out = suite.out * 2  # a wrong output must still fail the unit
     with pytest.raises(AssertionError, match="wrong"):
         suite.teardown("max-shift", "cpu", "softmax.bwd", "8x1024")
+
+
+def _asv_conf() -> dict:
+    """The committed asv.conf.json (asv allows // comment lines; JSON does not)."""
+    text = "\n".join(line for line in (ROOT / "asv.conf.json").read_text().splitlines()
+                     if not line.lstrip().startswith("//"))
+    return json.loads(text)
+
+
+def _inside(path: str, folder: str) -> bool:
+    from pathlib import PurePosixPath
+
+    return PurePosixPath(folder) in PurePosixPath(path).parents or path == folder
+
+
+def test_asv_html_dir_is_outside_results_dir():
+    """asv publish reads every JSON under results_dir; its own site there is read back as results."""
+    conf = _asv_conf()
+    assert not _inside(conf["html_dir"], conf["results_dir"]), conf
+    assert _inside("results/asv/html", "results/asv")  # the control: the old layout is caught

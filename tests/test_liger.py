@@ -3,8 +3,8 @@
 The GPU figures come from the GPU run; here the wrappers and what Liger does
 are pinned: its softmax and loss are right, its loss writes the gradient over
 contiguous logits (what the backend declares with ``overwrites_input``), and
-its gradient on non-contiguous logits is wrong (the README's finding; if
-Liger fixes it, this test fails and the README must say so).
+its gradient on non-contiguous logits is wrong (a finding in docs/gpu.md; if
+Liger fixes it, this test fails and docs/gpu.md must say so).
 """
 
 from __future__ import annotations

@@ -22,6 +22,12 @@ from softmax_bench.core.results import ResultsError, load
 from helpers import ROOT, run_console
 from golden import GPU, OPS, SMALL, check_golden, edited, timing
 
+
+@pytest.fixture(autouse=True)
+def fixed_report_date(monkeypatch):
+    """The report's "Made on" date from SOURCE_DATE_EPOCH, so the golden files do not age."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1796428800")  # 2026-12-05
+
 # ---------------------------------------------------------------- golden output
 
 

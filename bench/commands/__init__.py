@@ -45,6 +45,9 @@ def verb(name: str):
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every verb in ``VERBS``."""
     parser = _Parser(prog=PROG, description="Benchmark softmax implementations: accuracy, overflow behaviour, speed.")
+    from .. import __version__  # here, not at the top: the package's __init__ may import this module
+
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in VERBS:

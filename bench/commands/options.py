@@ -13,7 +13,7 @@ from ..core.formatting import parse_bytes
 from ..core.isolation import make_executor
 from ..core.registry import Registry
 from ..core.results import ResultsFile
-from ..core.selection import Selection, load_registry, select
+from ..core.selection import Selection, filter_names, load_registry, select
 from ..measure.suite import open_results
 
 
@@ -57,6 +57,10 @@ def byte_size(text: str) -> int:
 
 def add_selection(p: argparse.ArgumentParser, devices: bool = True) -> None:
     p.add_argument("--backend", action="append", default=[], metavar="NAME", help="backend to include (repeatable; default: all)")
+    p.add_argument("-b", "--bench", action="append", default=[], metavar="REGEX",
+                   help="also include every backend whose name REGEX finds, as asv's -b (repeatable; e.g. -b 'numba-.*')")
+    p.add_argument("--skip", action="append", default=[], metavar="REGEX",
+                   help="leave out the backends whose whole name REGEX matches (repeatable; e.g. --skip numba-naive)")
     p.add_argument("--dtype", action="append", default=[], metavar="D", help=f"dtype (repeatable; {', '.join(DTYPES)})")
     if devices:
         p.add_argument("--device", action="append", default=[], metavar="D", help=f"device (repeatable; {', '.join(DEVICES)}; default: every available one)")
@@ -91,7 +95,10 @@ def registry(args: argparse.Namespace) -> Registry:
 
 def selection(args: argparse.Namespace, registry_: Registry) -> Selection:
     """The targets of --backend/--device/--dtype (``UsageError`` for a name that is not valid)."""
-    return select(args.backend, args.device, args.dtype, registry_, args.plugin)
+    names = args.backend
+    if getattr(args, "bench", None) or getattr(args, "skip", None):
+        names = filter_names(registry_.names(), args.backend, args.bench, args.skip)
+    return select(names, args.device, args.dtype, registry_, args.plugin)
 
 
 def say_skipped(chosen: Selection) -> None:

@@ -76,6 +76,9 @@ def format_peak(n: Optional[float], method: Optional[str]) -> str:
     if n is None:
         return MISSING
     # A resident-set figure misses memory the allocator already held.
+    if method == "rss" and n <= 0:
+        # "≥ 0 B" says nothing: the process's RSS did not grow because the call reused memory it already held.
+        return "not measurable (RSS did not grow)"
     return ("≥ " if method == "rss" else "") + human_bytes(n)
 
 

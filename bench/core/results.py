@@ -33,7 +33,12 @@ SCHEMA = 1
 RESUME_MUST_MATCH = ("python", "platform", "cpu", "gpu", "packages", "commit")
 
 # Beside each array library's own (its adapter names them): what the engine and the built-ins use.
-_PACKAGES = ("softmax-bench", "ml_dtypes", "mpmath", "gmpy2", "scipy", "triton", "liger-kernel", "numba", "llvmlite")
+_PACKAGES = ("softmax-bench", "ml_dtypes", "mpmath", "gmpy2", "scipy", "triton", "liger-kernel", "numba", "llvmlite", "py-cpuinfo")
+# CPU flags that decide which vector code numba/LLVM, torch and XLA can emit; the other ~100 flags are noise.
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16",
+              "avx512_fp16", "avx_vnni", "amx_bf16", "amx_tile", "neon", "asimd", "sve")
+# Variables that set the threads of OpenMP, MKL, OpenBLAS, numba and XLA at their start (threads.py sets them).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "XLA_FLAGS")
 
 
 def _cpu_model() -> str:
@@ -44,6 +49,79 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _proc_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return []
+
+
+def _sys_caches() -> dict[str, int]:
+    """Cache sizes of CPU 0 from sysfs (Linux), by level: what py-cpuinfo would give, without it."""
+    sizes: dict[str, int] = {}
+    from .formatting import parse_bytes
+
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level = (index / "level").read_text().strip()
+            kind = (index / "type").read_text().strip()
+            size = parse_bytes((index / "size").read_text().strip())
+        except (OSError, ValueError):
+            continue
+        key = f"l{level}_data_cache_size" if kind == "Data" else (
+            f"l{level}_instruction_cache_size" if kind == "Instruction" else f"l{level}_cache_size")
+        sizes[key] = size
+    return sizes
+
+
+def cpu_details() -> dict[str, Any]:
+    """The CPU beyond its model name: brand, SIMD flags, cache sizes, clock; from py-cpuinfo when installed.
+
+    py-cpuinfo (the library pytest-benchmark uses) is optional and imported
+    here, lazily: it costs a fraction of a second. Without it, /proc/cpuinfo
+    and sysfs give the flags and caches on Linux; ``source`` says which.
+    """
+    try:
+        import cpuinfo  # py-cpuinfo
+    except ImportError:
+        cpuinfo = None
+    if cpuinfo is not None:
+        try:
+            info = cpuinfo.get_cpu_info()
+        except Exception:  # py-cpuinfo probes the CPU in a subprocess; a failure must not stop a run
+            info = None
+        if info:
+            keep = ("brand_raw", "vendor_id_raw", "arch", "count", "hz_advertised_friendly")
+            details = {k: info[k] for k in keep if info.get(k) not in (None, "")}
+            # Cache sizes from sysfs where there is one: on this project's AMD EPYC VMs py-cpuinfo
+            # gave an L3 of 512 KiB where the kernel says 8 MiB; py-cpuinfo's only without sysfs.
+            caches = _sys_caches() or {k: info[k] for k in ("l1_data_cache_size", "l2_cache_size", "l3_cache_size")
+                                       if isinstance(info.get(k), int)}
+            details.update(caches)
+            details["simd_flags"] = [f for f in SIMD_FLAGS if f in set(info.get("flags") or ())]
+            details["source"] = "py-cpuinfo"
+            return details
+    details = {"brand_raw": _cpu_model(), "arch": platform.machine(), "count": os.cpu_count()}
+    details.update(_sys_caches())
+    flags = set(_proc_flags())
+    details["simd_flags"] = [f for f in SIMD_FLAGS if f in flags]
+    details["source"] = "proc"
+    return details
+
+
+def thread_settings() -> dict[str, Any]:
+    """The thread variables as this process has them, and the CPUs it may run on."""
+    settings: dict[str, Any] = {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ}
+    try:
+        settings["affinity_cpus"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        pass
+    return settings
 
 
 def _gpu() -> Optional[dict[str, str]]:
@@ -102,6 +180,8 @@ def environment() -> dict[str, Any]:
         "platform": f"{platform.system()}-{platform.machine()}",
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_info": cpu_details(),
+        "threads": thread_settings(),
         "memory_bytes": mem,
         "gpu": _gpu(),
         "packages": _versions(),

@@ -10,6 +10,8 @@ suites and the tests alike.
 
 from __future__ import annotations
 
+import re
+
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,38 @@ def choose(given: Sequence[str], valid: Sequence[str], what: str) -> list[str]:
         if item not in valid:
             raise UsageError(f"unknown {what} {item!r}; valid: {', '.join(valid) or '(none)'}")
     return list(dict.fromkeys(given)) if given else list(valid)
+
+
+def _patterns(given: Sequence[str], option: str) -> list["re.Pattern[str]"]:
+    """``given`` compiled; a bad expression is a ``UsageError`` naming it (one line, exit 2)."""
+    compiled = []
+    for text in given:
+        try:
+            compiled.append(re.compile(text))
+        except re.error as exc:
+            raise UsageError(f"{option} {text!r}: not a regular expression ({exc})") from None
+    return compiled
+
+
+def filter_names(valid: Sequence[str], named: Sequence[str] = (), bench: Sequence[str] = (),
+                 skip: Sequence[str] = ()) -> list[str]:
+    """The backends of ``--backend`` NAMEs plus those ``-b/--bench`` REGEXes find, less ``--skip`` REGEXes.
+
+    As in asv, ``-b`` searches the name (``-b numba`` finds every numba
+    backend); ``--skip`` must match the whole name, so ``--skip numba-2pass``
+    leaves ``numba-2pass-reload`` in. With neither ``--backend`` nor ``-b``
+    every backend is the start. An empty result is a ``UsageError``: an empty
+    selection would otherwise mean "all" to ``select``.
+    """
+    wanted = _patterns(bench, "-b/--bench")
+    dropped = _patterns(skip, "--skip")
+    start = choose(named, valid, "backend") if named or not wanted else []
+    start += [n for n in valid if n not in start and any(p.search(n) for p in wanted)]
+    kept = [n for n in start if not any(p.fullmatch(n) for p in dropped)]
+    if not kept:
+        asked = " ".join([*(f"--backend {n}" for n in named), *(f"-b {b}" for b in bench), *(f"--skip {s}" for s in skip)])
+        raise UsageError(f"{asked}: selects no backend; valid: {', '.join(valid) or '(none)'}")
+    return kept
 
 
 def unavailable(registry: Registry, backend: str, device: str, dtype: Optional[str] = None) -> Optional[str]:

@@ -84,7 +84,7 @@ def splice_readme(text: str, block: str, source: str) -> str:
 
 def write_report(runs: Sequence[Run], records: Sequence[dict[str, Any]], out_dir: str | Path, fmt: str,
                  readme: Optional[str | Path] = None, warnings: Sequence[str] = (),
-                 warn: Callable[[str], None] = warn_stderr) -> list[Path]:
+                 warn: Callable[[str], None] = warn_stderr, made: Sequence[str] = ()) -> list[Path]:
     """Write report.md (and report.html or report.tex), the plots, and the README block; returns what was written.
 
     ``warnings`` (from loading and merging the files) are shown in the report's
@@ -115,7 +115,7 @@ def write_report(runs: Sequence[Run], records: Sequence[dict[str, Any]], out_dir
             message = "matplotlib is not installed (pip install 'softmax-bench[report]'); tables written without plots"
             warn(message)
             shown.append(message)
-        report = build_report(runs, records, shown, out)
+        report = build_report(runs, records, shown, out, made)
         report.add_figures(figures)
         write_atomic(out / "report.md", f"# {TITLE}\n\n" + render_markdown(report, md_fmt, out))
         written.append(out / "report.md")
@@ -130,7 +130,7 @@ def write_report(runs: Sequence[Run], records: Sequence[dict[str, Any]], out_dir
     if readme is not None:
         # Built again for the README's folder: the links to results files are relative to it.
         where = Path(readme).parent
-        placed = build_report(runs, records, shown, where)
+        placed = build_report(runs, records, shown, where, made)
         placed.add_figures(figures)
         block = render_markdown(placed, md_fmt, where, level=3)
         try:

@@ -98,6 +98,11 @@ def what_was_run(runs: Sequence[Run], records: Sequence[dict[str, Any]]) -> Find
     return Finding("What was run", lines, [("Sources", "sources")])
 
 
+# The speed dimensions that split backends which were timed alike into separate groups.
+_APART = ("threads", "world_size")
+_APART_WORDS = {"threads": "thread count", "world_size": "world size"}
+
+
 def fastest(records: Sequence[dict[str, Any]]) -> Optional[Finding]:
     """Per group of comparable timings: which backend is fastest at how many sizes."""
     grid = speed_grid(records)
@@ -119,7 +124,16 @@ def fastest(records: Sequence[dict[str, Any]]) -> Optional[Finding]:
                      f"at {len(sizes)} of {compared} sizes" if len(sizes) > 3 else
                      f"at {join_words([format_size(*s) for s in sizes])}")
             parts.append(f"{backend} {where}")
-        lines.append(f"{label + ': ' if label else ''}{'; '.join(parts)}.")
+        # Backends timed alike but with another thread count (NumPy ones run apart with their own,
+        # say) never faced this group's winner: name who it won among, or "fastest" reads as overall.
+        members = sorted({b for (g, b) in grid.cells if g == group})
+        alike = [(g, b) for (g, b) in grid.cells if b not in members and g != group
+                 and all(x == y for d, x, y in zip(SPEED_DIMS, g, group) if d not in _APART)]
+        apart = sorted({b for _, b in alike})
+        differ = [_APART_WORDS[d] for i, d in enumerate(SPEED_DIMS) if d in _APART and any(g[i] != group[i] for g, _ in alike)]
+        among = (f" (among {join_words(members)} only; {join_words(apart)} ran with another {' and '.join(differ)})"
+                 if apart else "")
+        lines.append(f"{label + ': ' if label else ''}{'; '.join(parts)}{among}.")
     return Finding("Fastest", lines, [("Time per call", "time-per-call")])
 
 
@@ -174,10 +188,11 @@ def flagged(runs: Sequence[Run], records: Sequence[dict[str, Any]], warnings: Se
 
 
 def build_report(runs: Sequence[Run], records: Sequence[dict[str, Any]], warnings: Sequence[str] = (),
-                 base: Optional[Path] = None) -> Report:
+                 base: Optional[Path] = None, made: Sequence[str] = ()) -> Report:
     """The summary and the sections of tables (figures are added by whoever draws them).
 
     ``base``: the folder the document is written to, for the links to the results files.
+    ``made``: lines saying when and by which command the report was made (the report command's).
     """
     timings = speed_records(records)
     speed = [time_table(records)]
@@ -191,6 +206,7 @@ def build_report(runs: Sequence[Run], records: Sequence[dict[str, Any]], warning
         Section("correctness", "Correctness", [accuracy_table(records), overflow_table(records)]),
         Section("sources", "Sources", [sources_table(runs, base)]),
     ]
-    findings = [what_was_run(runs, records), fastest(records), failures(records), flagged(runs, records, warnings)]
+    findings = [what_was_run(runs, records), Finding("Made", list(made), [("Sources", "sources")]) if made else None,
+                fastest(records), failures(records), flagged(runs, records, warnings)]
     return Report(list(runs), list(records), list(warnings), [f for f in findings if f], sections)
 

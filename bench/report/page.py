@@ -28,7 +28,10 @@ STYLE = """
 html { -webkit-text-size-adjust: 100%; }
 body { margin: 0; color: var(--fg); background: var(--bg);
        font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 76rem; margin: 0 auto; padding: 1rem 1rem 3rem; }
+/* No width cap on main: a 15-column table uses the whole window (a 76rem cap hid its largest sizes);
+   prose keeps a readable measure instead. */
+main { margin: 0 auto; padding: 1rem 1rem 3rem; }
+main > p, main > ul, main > nav, section > p { max-width: 60rem; }
 h1 { font-size: 1.75rem; margin: .5rem 0; }
 h2 { font-size: 1.35rem; margin: 2.2rem 0 .6rem; padding-bottom: .25rem; border-bottom: 1px solid var(--line); }
 h3 { font-size: 1.1rem; margin: 1.6rem 0 .4rem; }
@@ -46,7 +49,8 @@ ul.findings { padding-left: 1.2rem; }
 ul.findings > li { margin: .45rem 0; }
 ul.findings ul { margin: .2rem 0; padding-left: 1.2rem; }
 li.warning { background: var(--warn); }
-.table-wrap { width: fit-content; max-width: 100%; max-height: 85vh; overflow: auto; border: 1px solid var(--line); border-radius: 6px; }
+/* No max-height: an 85vh cap cut off the last rows (the winner's) in a 900 px window. */
+.table-wrap { width: fit-content; max-width: 100%; overflow-x: auto; border: 1px solid var(--line); border-radius: 6px; }
 table { border-collapse: separate; border-spacing: 0; font-size: .85rem; }
 th, td { padding: .3rem .6rem; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top;
          white-space: nowrap; background: var(--bg); }

@@ -224,6 +224,28 @@ def _gpu_text(gpu: Any) -> str:
     return str(gpu)
 
 
+def _simd_text(info: Any) -> str:
+    """The SIMD flags a file records (files from before cpu_info: missing)."""
+    if not isinstance(info, dict) or "simd_flags" not in info:
+        return MISSING
+    return " ".join(info["simd_flags"]) or "none of the SIMD flags recorded"
+
+
+def _cache_text(info: Any) -> str:
+    if not isinstance(info, dict):
+        return MISSING
+    parts = [f"{label} {human_bytes(info[key])}" for label, key in
+             (("L1d", "l1_data_cache_size"), ("L2", "l2_cache_size"), ("L3", "l3_cache_size"))
+             if isinstance(info.get(key), int) and info[key] > 0]
+    return ", ".join(parts) or MISSING
+
+
+def _threads_text(settings: Any) -> str:
+    if not isinstance(settings, dict) or not settings:
+        return MISSING
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
 def sources_table(runs: Sequence[Run], base: Optional[Path] = None) -> Table:
     """One column per results file: where it ran, with what, and a link to the file.
 
@@ -253,7 +275,10 @@ def sources_table(runs: Sequence[Run], base: Optional[Path] = None) -> Table:
         ["time", *(str(env.get("time") or MISSING) for env in envs)],
         ["host", *(str(env.get("host") or MISSING) for env in envs)],
         ["CPU", *(str(env.get("cpu") or MISSING) for env in envs)],
+        ["CPU flags", *(_simd_text(env.get("cpu_info")) for env in envs)],
+        ["caches", *(_cache_text(env.get("cpu_info")) for env in envs)],
         ["cores", *(str(env.get("cpu_count") or MISSING) for env in envs)],
+        ["threads", *(_threads_text(env.get("threads")) for env in envs)],
         ["memory", *(human_bytes(env["memory_bytes"]) if env.get("memory_bytes") else MISSING for env in envs)],
         ["GPU", *(_gpu_text(env.get("gpu")) for env in envs)],
         ["Python", *(str(env.get("python") or MISSING) for env in envs)],
