@@ -39,6 +39,8 @@ OPTIONAL_FIELDS = {
               "scale": _NUMBER, "reference": bool, "special": bool, "reason": _TEXT, "failure": _TEXT},
     "timing": {"op": _TEXT, "pass": _TEXT, "mode": _TEXT, "gbps": _NUMBER, "copy_gbps": _NUMBER, "copy_fraction": _NUMBER,
                "device_copy_gbps": _NUMBER, "device_copy_fraction": _NUMBER, "peak_bytes": _NUMBER,
+               "exps": _NUMBER, "exp_rate": _NUMBER, "roofline_s": _NUMBER, "roofline_fraction": _NUMBER,
+               "roofline_binds": _TEXT,
                "suspect": _TEXT, "reason": _TEXT, "failure": _TEXT},
 }
 # Figures that are never negative: a negative one is a hand edit, not a measurement.
