@@ -56,6 +56,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 from llvmlite import ir
 from numba import __version__ as numba_version
+from numba import get_num_threads as numba_threads
 from numba import njit, prange, types
 from numba.core import caching, cgutils
 from numba.core import config as numba_config
@@ -962,6 +963,98 @@ def _drive_shipped(threads, op, algo, a, b, target, dloss, ignore_index, out, lo
         _drive_serial(op, algo, a, b, target, dloss, ignore_index, out, loss, limits, K, poly_unshifted, poly_shifted)
 
 
+
+# --------------------------------------------------------------------------- one row on every thread
+
+
+@_jit()
+def _merge_segments(tops, counts, rests, K, poly):
+    """(shift, sum) of a row from its segments' (shift, count, rest): the
+    largest shift of a segment with a nonzero sum, and every segment's sum
+    rescaled to it. A fully masked segment (sum 0, its shift taken as 0 by
+    _shift_of) takes no part in the max: it would otherwise drown rows whose
+    max is below 0. No such segment: shift -inf (the caller redoes the row
+    serially, so the edge cases behave as the unsplit kernel)."""
+    top = -K.inf
+    for s in range(tops.size):
+        if counts[s] + rests[s] != K.zero:
+            top = _max_of(top, tops[s])
+    d = K.zero
+    if top == -K.inf:
+        return top, d
+    for s in range(tops.size):
+        v = counts[s] + rests[s]
+        if v != K.zero:
+            d += v if tops[s] == top else v * _exp_shifted(tops[s] - top, K, poly)
+    return top, d
+
+
+def make_split_softmax(merge):
+    """A compiled ``split(algo, x, out, limits, K, poly_unshifted, poly_shifted, seg)``:
+    softmax of each row of ``x`` with the row cut into segments of ``seg``
+    elements, each pass one ``prange`` over the segments, for fewer rows than
+    threads (a batch-1 LM head would otherwise leave all but one core idle).
+
+    Three-pass: segment maxima, segment sums of exp(x - max), the write: three
+    parallel regions (three synchronisations). Two-pass: each segment's online
+    (shift, sum), merged by ``merge``, then the write: two. ``merge`` is an
+    argument so that a test plugin can plant a flawed one
+    (tests/plugins/numba_split_merge.py); the shipped one is _merge_segments.
+    Rows whose merged shift is not finite (masked, +inf) are redone by the
+    unsplit row kernel: same edge-case behaviour, at a cost only they pay.
+    """
+
+    @_jit(parallel=True)
+    def split(algo, x, out, limits, K, poly_unshifted, poly_shifted, seg):
+        poly = (poly_unshifted, poly_shifted)
+        lims = (limits[0], limits[1])
+        n = x.shape[1]
+        count = (n + seg - 1) // seg
+        tops = np.empty(count, x.dtype)
+        counts = np.empty(count, x.dtype)
+        rests = np.empty(count, x.dtype)
+        for i in range(x.shape[0]):
+            xi = x[i]
+            oi = out[i]
+            if algo == TWO_PASS:
+                for s in prange(count):
+                    xs = xi[s * seg:min(n, (s + 1) * seg)]
+                    tops[s], counts[s], rests[s] = _online_plain(xs, xs, xs, K, (poly_unshifted, poly_shifted))
+            else:
+                for s in prange(count):
+                    tops[s] = _row_max(xi[s * seg:min(n, (s + 1) * seg)], K)
+                m = -K.inf
+                for s in range(count):
+                    m = _max_of(m, tops[s])
+                for s in prange(count):
+                    xs = xi[s * seg:min(n, (s + 1) * seg)]
+                    counts[s], rests[s] = _sum_exp_plain(xs, xs, m, xs, (limits[0], limits[1]), K,
+                                                         (poly_unshifted, poly_shifted))
+                    tops[s] = m
+            shift, d = merge(tops, counts, rests, K, poly)
+            if not (-K.inf < shift < K.inf):
+                _softmax_row(algo, xi, oi, lims, K, poly)
+                continue
+            inv = K.one / d
+            for s in prange(count):
+                for j in range(s * seg, min(n, (s + 1) * seg)):
+                    # (a parallel region takes flat tuples only: the pair is built per use)
+                    oi[j] = _divide(_exp_shifted(xi[j] - shift, K, (poly_unshifted, poly_shifted)), d, inv)
+
+    return split
+
+
+SPLIT_SOFTMAX = make_split_softmax(_merge_segments)
+# Algorithms whose softmax a split row runs (the reloading and naive ones stay on one thread).
+SPLIT_ALGORITHMS = (THREE_PASS, TWO_PASS)
+
+
+def split_segment(n: int, threads: int) -> int:
+    """Elements per segment: n over the threads, rounded up to whole online blocks."""
+    per = -(-n // max(1, threads))
+    return -(-per // BLOCK) * BLOCK
+
+
 ALIGN_MIN_BYTES = 64 * 1024
 
 
@@ -1064,7 +1157,8 @@ OUTPUTS = OutputPool()
 PARALLEL_MIN_ELEMENTS = 16384
 
 
-def drive(op, algo, a, b=None, target=None, dloss=None, ignore_index=-100, out=None, limits=None, params=None):
+def drive(op, algo, a, b=None, target=None, dloss=None, ignore_index=-100, out=None, limits=None, params=None,
+          split=None):
     """Run ``op`` with ``algo`` over the rows of ``a`` (C-contiguous, float32 or float64).
 
     Returns ``out`` (allocated when not given) and, for the cross-entropy
@@ -1072,12 +1166,22 @@ def drive(op, algo, a, b=None, target=None, dloss=None, ignore_index=-100, out=N
     ``limits`` are the naive exp's (overflow, underflow) thresholds of the
     input dtype; ``params`` an ``ExpParams``, for another exponential than
     the shipped one (the shipped one is compiled in; see _drive_shipped).
+    A softmax with fewer rows than threads splits each row across them
+    (``split``: the compiled splitter, default SPLIT_SOFTMAX).
     """
     no_target, no_values, no_limits = _placeholders(a.dtype)
     out = OUTPUTS.empty_like(a) if out is None else out
     ce = op == CROSS_ENTROPY or op == CROSS_ENTROPY_GRAD
     loss = np.empty(a.shape[0], a.dtype) if ce else no_values
     threads = a.shape[0] > 1 and a.size >= PARALLEL_MIN_ELEMENTS
+    if op == SOFTMAX and algo in SPLIT_ALGORITHMS and a.size >= PARALLEL_MIN_ELEMENTS:
+        workers = numba_threads()
+        if 1 < workers and a.shape[0] < workers:
+            p = exp_params(a.dtype.name) if params is None else params
+            (SPLIT_SOFTMAX if split is None else split)(
+                algo, a, out, no_limits if limits is None else np.array(limits, a.dtype),
+                p.constants, *p.poly, split_segment(a.shape[1], workers))
+            return out
     args = (op, algo, a, a if b is None else b, no_target if target is None else target,
             no_values if dloss is None else dloss, ignore_index, out, loss,
             no_limits if limits is None else np.array(limits, a.dtype))

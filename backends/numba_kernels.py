@@ -111,17 +111,23 @@ class _Ops:
     """The six operations of one algorithm. ``exp`` (dtype name -> ExpParams)
     chooses the exponential; None is the shipped one, compiled into the driver."""
 
-    def __init__(self, algorithm: str, exp: Optional[Callable[[str], Any]] = None):
-        """``algorithm`` names one of _numba_common's algorithm constants."""
+    def __init__(self, algorithm: str, exp: Optional[Callable[[str], Any]] = None,
+                 split: Optional[Callable[[], Any]] = None):
+        """``algorithm`` names one of _numba_common's algorithm constants; ``split`` makes
+        the compiled row splitter (None: the shipped one), asked once, on first use."""
         self.algorithm = algorithm
         self.exp = exp
+        self.make_split = split
+        self.split = None
 
     def _run(self, op: str, x: np.ndarray, **kw):
         """Run ``op`` (a _numba_common constant's name) on (rows, n) ``x`` through the row driver."""
         k = _kernels()
         # (dtype.name alone costs a microsecond: only asked for another exponential)
         params = None if self.exp is None else self.exp(x.dtype.name)
-        return k.drive(getattr(k, op), getattr(k, self.algorithm), x, params=params, **kw)
+        if self.make_split is not None and self.split is None:
+            self.split = self.make_split()
+        return k.drive(getattr(k, op), getattr(k, self.algorithm), x, params=params, split=self.split, **kw)
 
     def softmax(self, x, axis=-1):
         """softmax along ``axis``."""
@@ -170,15 +176,18 @@ class _Ops:
         return self._ce(logits, target, dloss, ignore_index, grad=True)
 
 
-def make_backends(prefix: str = "numba", exp: Optional[Callable[[str], Any]] = None) -> list[Backend]:
+def make_backends(prefix: str = "numba", exp: Optional[Callable[[str], Any]] = None,
+                  split: Optional[Callable[[], Any]] = None) -> list[Backend]:
     """The five backends, named ``{prefix}-{algorithm}``, computing with the
     exponential ``exp(dtype name)`` gives (an ``_numba_common.ExpParams``;
     default: the shipped one). tests/plugins/numba_short_poly.py gives one a
-    polynomial degree short, the planted bug the suite must catch.
+    polynomial degree short, the planted bug the suite must catch. ``split``
+    (called lazily, it compiles) gives the row splitter; tests/plugins/
+    numba_split_merge.py plants a flawed segment merge through it.
     """
     made = []
     for suffix, (algorithm, description) in ALGORITHMS.items():
-        ops = _Ops(algorithm, exp)
+        ops = _Ops(algorithm, exp, split)
         made.append(Backend(
             name=f"{prefix}-{suffix}", library="numpy", devices=("cpu",), dtypes=DTYPES,
             softmax=ops.softmax, log_softmax=ops.log_softmax,

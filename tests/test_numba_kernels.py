@@ -400,3 +400,54 @@ def test_unavailable_without_numba_with_the_reason():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.stdout.strip() == "numba is not installed (pip install 'softmax-bench[numba]')", proc.stdout + proc.stderr
+
+
+# --------------------------------------------------------------------------- one row split across threads
+
+SPLIT_PLANTED = (str(TESTS / "plugins" / "numba_split_merge.py"),)
+needs_threads = pytest.mark.skipif(numba.get_num_threads() < 2, reason="a row splits only with 2+ numba threads")
+
+
+def split_rows(kind: str, dtype, n: int = 100_000) -> np.ndarray:
+    """One row of n elements whose segments have different maxima, with the suite's edge contents."""
+    x = (3 * np.random.default_rng(7).standard_normal((1, n))).astype(dtype)
+    x[0, : n // 2] -= 40  # the first segment's max well below the row's: the merge must rescale it
+    if kind == "masked_prefix":
+        x[0, : n // 2 + 5] = -np.inf  # a whole segment masked, and a little of the next
+    elif kind == "all_masked":
+        x[:] = -np.inf
+    elif kind == "inf":
+        x[0, 10] = np.inf
+    elif kind == "nan":
+        x[0, n - 3] = np.nan
+    return x
+
+
+@needs_threads
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["randn", "masked_prefix", "all_masked", "inf", "nan"])
+@pytest.mark.parametrize("algorithm", ["THREE_PASS", "TWO_PASS"])
+def test_split_row_matches_the_unsplit_kernel(algorithm, kind, dtype):
+    """A row split across threads gives the unsplit kernel's softmax (to rounding), edge cases included."""
+    x = split_rows(kind, dtype)
+    algo = getattr(kernels, algorithm)
+    split = kernels.drive(kernels.SOFTMAX, algo, x)
+    params = kernels.exp_params(x.dtype.name)
+    whole = np.empty_like(x)
+    no_target, no_values, no_limits = kernels._placeholders(x.dtype)
+    kernels._drive_serial(kernels.SOFTMAX, algo, x, x, no_target, no_values, -100, whole, no_values, no_limits,
+                          params.constants, *params.poly)
+    np.testing.assert_allclose(split, whole, rtol=20 * np.finfo(dtype).eps, atol=0, equal_nan=True)
+
+
+@needs_threads
+def test_suite_catches_a_flawed_segment_merge():
+    """The two-pass kernel with a merge that forgets to rescale segments fails the suite's
+    long-row case (split across threads), and the shipped kernel passes it. (The three-pass
+    merge takes sums all at the one row max: there is no rescale to forget.)"""
+    planted, shipped = InProcessExecutor(), InProcessExecutor()
+    case = cases.get("vocab_128256")
+    bad = run_case(planted, Target("split-merge-numba-2pass", "cpu", "float32"), case, "softmax", SPLIT_PLANTED)
+    assert bad["passed"] is False, bad
+    good = run_case(shipped, Target("numba-2pass", "cpu", "float32"), case, "softmax")
+    assert good["passed"] is True, good["reason"]

@@ -190,6 +190,13 @@ class TimingRecord(_Record):
     copy_fraction: Optional[float] = field(default=None, metadata=NON_NEGATIVE)
     device_copy_gbps: Optional[float] = None
     device_copy_fraction: Optional[float] = None
+    # The compute ceiling (issue 23): exps one call computes (None: unknown for this backend),
+    # the same-run exp rate (exps/s), and the roofline max(bytes / copy, exps / exp rate).
+    exps: Optional[int] = _optional()
+    exp_rate: Optional[float] = _optional()
+    roofline_s: Optional[float] = _optional()
+    roofline_fraction: Optional[float] = _optional()
+    roofline_binds: Optional[str] = _optional()
     peak_bytes: Optional[int] = None
     peak_method: Optional[str] = None
     peak_library_bytes: Optional[int] = None

@@ -25,7 +25,7 @@ from ..core.selection import Selection, Target
 from ..core.sizes import Size, working_set
 from .suite import Unit
 from .clock import Budget
-from .timing import ceiling_margin, measure, suspicion
+from .timing import ceiling_margin, measure, roofline, suspicion
 from .workloads import unsupported
 
 
@@ -118,6 +118,9 @@ def finalize(records: list[dict[str, Any]]) -> int:
         before = (r.get("device_copy_gbps"), r.get("suspect"))
         r["device_copy_gbps"] = fastest[key(r)]
         r["device_copy_fraction"] = copy_fraction(r.get("gbps"), fastest[key(r)])
+        # The roofline against the same fastest copy, and the unit's own exp rate.
+        r["roofline_s"], r["roofline_binds"] = roofline(r.get("bytes"), fastest[key(r)], r.get("exps"), r.get("exp_rate"))
+        r["roofline_fraction"] = r["roofline_s"] / r["median_s"] if r["roofline_s"] and r.get("median_s") else None
         if not r.get("suspect"):
             margin = ceiling_margin(r.get("op", "softmax"), r.get("pass", "fwd"))
             r["suspect"] = suspicion(r.get("gbps"), fastest[key(r)], margin, r.get("median_s"))

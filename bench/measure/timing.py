@@ -30,7 +30,7 @@ from .memory import MAX_BUFFERS, buffer_count, llc_bytes, peak_memory
 from ..core.selection import unavailable
 from ..core.sizes import Size
 from .clock import DEFAULT_BUDGET, Budget, resolution, time_calls
-from .workloads import Inputs, Workload, build, unsupported
+from .workloads import Inputs, Workload, build, exps_per_element, unsupported
 
 MODES = ("warm", "cold")
 # A timing faster than a plain copy of the same bytes on the same device by
@@ -123,6 +123,56 @@ def copy_budget(budget: Budget) -> Budget:
     return dataclasses.replace(budget, warmup_s=budget.warmup_s / 2, repeats=max(budget.min_repeats, budget.repeats // 2))
 
 
+# Elements per thread of the exp-rate buffer: 32 KiB of float32, in L1/L2 of one
+# core, so the figure is the exponential's own throughput, not memory's.
+EXP_ELEMENTS_PER_THREAD = 8192
+
+
+def exp_rate(adapter: Any, device: str, dtype: str, thread_count: int, budget: Budget,
+             wait: Callable[[Any], Any], compiled: Optional[str] = None) -> Optional[float]:
+    """Exponentials per second of the library's own ``exp`` over an in-cache buffer.
+
+    The buffer holds ``EXP_ELEMENTS_PER_THREAD`` elements per thread the timing
+    uses, values in [-10, 0] (what exp(x - max) sees). A library that runs its
+    exp on one thread (NumPy) is measured on one and scaled by the thread count:
+    the exp of separate cores over their own caches does not share a resource.
+    ``compiled="numba"``: the numba kernels' own exponential instead (one thread, scaled).
+    """
+    xp = adapter.xp
+    n = EXP_ELEMENTS_PER_THREAD * max(1, thread_count)
+    x = adapter.from_numpy(np.linspace(-10.0, 0.0, n), device, dtype)
+    if compiled == "numba":
+        # The numba kernels' own vectorised exp (the one their passes inline), not NumPy's.
+        from softmax_bench.backends import _numba_common as nc
+
+        params = nc.exp_params(dtype)
+        out = np.empty_like(x)
+        fn = lambda a: nc.exp_shifted_array(a, out, params.constants, params.poly)  # noqa: E731
+        timing = time_calls(fn, [(x,)], wait, copy_budget(budget), adapter.ordered)
+        return n * thread_count / timing.median_s if timing.median_s else None
+    try:
+        out = xp.empty_like(x)
+        xp.exp(x, out=out)
+        fn = lambda a: xp.exp(a, out=out)  # noqa: E731 - no allocation in the timed call
+    except TypeError:  # jax: no out=
+        fn = xp.exp
+    timing = time_calls(fn, [(x,)], wait, copy_budget(budget), adapter.ordered)
+    if not timing.median_s:
+        return None
+    scale = thread_count if adapter.library == "numpy" else 1
+    return n * scale / timing.median_s
+
+
+def roofline(nbytes: Optional[float], copy_gbps_: Optional[float], exps: Optional[float],
+             exp_rate_: Optional[float]) -> tuple[Optional[float], Optional[str]]:
+    """(roofline_s, which ceiling binds: "copy" or "exp"): the slower of the bytes over the
+    copy bandwidth and the exponentials over the exp rate; (None, None) unless both are known."""
+    if not (nbytes and copy_gbps_ and exps and exp_rate_):
+        return None, None
+    memory_s, exp_s = nbytes / (copy_gbps_ * 1e9), exps / exp_rate_
+    return (exp_s, "exp") if exp_s > memory_s else (memory_s, "copy")
+
+
 def suspicion(gbps_: Optional[float], copy_gbps: Optional[float], margin: float, median_s: Optional[float]) -> Optional[str]:
     """Why a timing is physically impossible, or None."""
     if median_s is not None and median_s < resolution():
@@ -206,6 +256,13 @@ def measure(
         copy = adapter.copy_op(inputs.arrays[0]["x"])
         copy_time = time_calls(copy, [(a["x"],) for a in inputs.arrays], prepared.wait, copy_budget(budget), adapter.ordered)
         copy_gbps = gbps(2 * size.nbytes(dtype), copy_time.median_s)
+    per_element = exps_per_element(backend_name, op, pass_)
+    rate_of_exp = None
+    if with_copy and per_element is not None:
+        # The compute ceiling beside the copy: same device, same run, same threads.
+        used = threads.count(workload.backend.library, workload.backend.threads) if device == "cpu" else 1
+        compiled = "numba" if backend_name.startswith("numba-") else None
+        rate_of_exp = exp_rate(adapter, device, dtype, used, budget, prepared.wait, compiled)
 
     start = time.perf_counter()
     out = prepared.call()
@@ -238,6 +295,7 @@ def measure(
         gbps=rate, copy_gbps=copy_gbps, bytes=moved, byte_model=model.text, route=workload.route,
         includes_bwd=workload.includes_bwd, threads=threads.count(workload.backend.library, workload.backend.threads) if device == "cpu" else None,
         buffers=buffers, llc_bytes=llc, in_place=in_place or None, **peak,
+        exps=per_element * rows * vocab if per_element is not None else None, exp_rate=rate_of_exp,
         # The ceiling is the fastest copy of the whole run (planning.finalize); here, what one unit knows.
         suspect=problems[0] if problems else suspicion(rate, None, ceiling_margin(op, pass_), timing.median_s),
     )

@@ -54,10 +54,12 @@ def table(records: Sequence[dict[str, Any]], baseline: str = BASELINE, tablefmt:
             format_seconds(r.get("median_s"), "-"), format_seconds(r.get("iqr_s"), "-"),
             f"{r['gbps']:.2f}" if r.get("gbps") else "-",
             f"{100 * fraction:.0f}%" if fraction else "-",
+            # Beside the copy: the share of the roofline and the ceiling that binds (exp or copy).
+            f"{100 * r['roofline_fraction']:.0f}% ({r.get('roofline_binds')})" if r.get("roofline_fraction") else "-",
             format_peak(r.get("peak_bytes"), r.get("peak_method")),
             "suspect" if r.get("suspect") else f"{rel:.2f}x" if rel else "-",
             note,
         ])
-    headers = ["backend", "device", "dtype", "size", "mode", "op", "pass", "threads", "median", "IQR", "GB/s", "% copy",
+    headers = ["backend", "device", "dtype", "size", "mode", "op", "pass", "threads", "median", "IQR", "GB/s", "% copy", "% roofline",
                "peak mem", f"vs {baseline}", "note"]
     return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)

@@ -453,7 +453,11 @@ def bandwidth_table(records: Sequence[dict[str, Any]]) -> Table:
             return _untimed_cell(r, notes)
         suspect = _suspect_note(r, notes)
         fraction = r.get("device_copy_fraction")
-        return Cell(format_percent(fraction), format_gbps(r.get("gbps")) if r.get("gbps") is not None else None,
+        second = format_gbps(r.get("gbps")) if r.get("gbps") is not None else None
+        if r.get("roofline_fraction") and second:
+            # The compute ceiling beside the copy's: a kernel bound by exp is at its limit below 100% of copy.
+            second += f"; {format_percent(r['roofline_fraction'])} of roofline ({r.get('roofline_binds')}-bound)"
+        return Cell(format_percent(fraction), second,
                     flag="suspect" if suspect else None, note=suspect, strong=grid.is_fastest(group, r),
                     kind="suspect" if suspect else None, sort=fraction)
 
@@ -469,7 +473,8 @@ def bandwidth_table(records: Sequence[dict[str, Any]]) -> Table:
     caption = (f"Effective bandwidth, {bytes_text} / median, as a share of the fastest plain copy measured on the "
                "same device in the same run (any library) at the same dtype, size and cache mode: how close a "
                "backend comes to the memory-bound floor. Files that do not record that copy get it from their own "
-               f"copy timings. With it, the bandwidth in GB/s. Bold: the fastest trusted time, as in Time per call. "
+               f"copy timings. With it, the bandwidth in GB/s, and where the backend's exps per element are known, "
+               "the share of the roofline max(bytes / copy, exps / same-run exp rate) and which ceiling binds. Bold: the fastest trusted time, as in Time per call. "
                f"{MODES_TEXT}")
     return _grid_table(grid, "Bandwidth", caption, cell, notes)
 
