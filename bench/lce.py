@@ -240,18 +240,25 @@ class CheckResult:
     # Largest error over the bound, per output (<= 1 passes); or why it failed.
     worst: dict[str, float]
     error: str = ""
+    device: str = "cpu"
+    rows: int = 0
+    hidden: int = 0
+    vocab: int = 0
 
     def record(self) -> dict[str, Any]:
         """The results-file form (kind "check", op linear_cross_entropy)."""
-        return {"kind": "check", "op": OP, "pass": "full", "backend": self.backend, "case": self.case,
-                "dtype": self.dtype, "route": self.route, "passed": self.passed, "worst_over_bound": self.worst,
-                "error": self.error}
+        return {"kind": "check", "op": OP, "pass": "full", "backend": self.backend, "device": self.device,
+                "case": self.case, "dtype": self.dtype, "rows": self.rows, "hidden": self.hidden, "vocab": self.vocab,
+                "route": self.route, "passed": self.passed, "worst_over_bound": self.worst,
+                "failure": self.error or None}
 
 
 def check_case(backend: Backend, case: Case, dtype: str, device: str = "cpu") -> CheckResult:
     """Loss and both gradients of ``case`` against the exact reference; a raising backend is a failure."""
     inputs = case_inputs(case, dtype)
     how = route(backend, "full") or "none"
+    shape = dict(device=device, rows=inputs["hidden"].shape[0], hidden=inputs["hidden"].shape[1],
+                 vocab=inputs["weight"].shape[0])
     try:
         arrays = convert(backend, device, dtype, inputs)
         adapter = adapters.get(backend.library)
@@ -259,7 +266,7 @@ def check_case(backend: Backend, case: Case, dtype: str, device: str = "cpu") ->
             out = call(backend, device, dtype, "full", arrays)
             got = [np.asarray(adapter.to_numpy(o), dtype=np.float64) for o in out]
     except Exception as exc:  # a backend that raises is a recorded failure; the run goes on
-        return CheckResult(backend.name, case.name, dtype, how, False, {}, f"{type(exc).__name__}: {exc}")
+        return CheckResult(backend.name, case.name, dtype, how, False, {}, f"{type(exc).__name__}: {exc}", **shape)
     ref = exact(inputs["hidden"], inputs["weight"], inputs["target"], inputs["dloss"])
     u = UNIT_ROUNDOFF[dtype]
     worst: dict[str, float] = {}
@@ -283,7 +290,7 @@ def check_case(backend: Backend, case: Case, dtype: str, device: str = "cpu") ->
         if worst[name] > 1.0:
             at = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
             problems.append(f"{name}{list(at)} = {value[at]!r}, exact {want[at]!r}")
-    return CheckResult(backend.name, case.name, dtype, how, not problems, worst, "; ".join(problems))
+    return CheckResult(backend.name, case.name, dtype, how, not problems, worst, "; ".join(problems), **shape)
 
 
 # -- timing ---------------------------------------------------------------------
@@ -339,7 +346,7 @@ def time_backend(backend: Backend, n: int, h: int, v: int, pass_: str = "full", 
         mm, _ = _median_time(lambda: arrays["hidden"] @ arrays["weight"].T, sync, repeats)
         peak = memory.peak_memory(adapter, device, lambda: call(backend, device, dtype, pass_, arrays), backend.release)
     except Exception as exc:  # a backend that raises is a recorded failure; the others still run
-        rec.update(failed=True, error=f"{type(exc).__name__}: {exc}")
+        rec.update(median_s=None, iqr_s=None, failure=f"{type(exc).__name__}: {exc}")
         return rec
     rate = rec["flops"] / med
     mm_rate = 2 * n * h * v / mm
@@ -348,3 +355,68 @@ def time_backend(backend: Backend, n: int, h: int, v: int, pass_: str = "full", 
                peak_library_bytes=peak.get("peak_library_bytes"),
                peak_over_logits=None if peak["peak_bytes"] is None else peak["peak_bytes"] / rec["logits_bytes"])
     return rec
+
+
+# -- the commands' side ------------------------------------------------------------
+
+def parse_shapes(text: str) -> list[tuple[int, int, int]]:
+    """Comma-separated NxHxV shapes (rows x hidden x vocab), e.g. "1024x1024x32000"; UsageError otherwise."""
+    from .errors import UsageError
+
+    shapes = []
+    for part in text.split(","):
+        pieces = part.strip().lower().split("x")
+        if len(pieces) != 3 or not all(p.isdigit() and int(p) > 0 for p in pieces):
+            raise UsageError(f"--sizes {part.strip()!r}: {OP} takes NxHxV (rows x hidden x vocab), e.g. 1024x1024x32000")
+        shapes.append(tuple(int(p) for p in pieces))
+    return shapes
+
+
+def declares(backend: Backend) -> bool:
+    """Whether the backend implements the op itself (the check and timing commands select these)."""
+    return backend.linear_cross_entropy is not None or backend.linear_cross_entropy_fwd_bwd is not None
+
+
+def run_checks(targets: list, registry: Any, results: Any, dtypes_checked: tuple[str, ...] = ("float32", "float64"),
+               out: Callable[[str], None] = print) -> bool:
+    """Every case for every target that declares the op; records added to ``results``; True when all pass."""
+    ok = True
+    for target in targets:
+        backend = registry.get(target.backend)
+        if not declares(backend) or target.dtype not in UNIT_ROUNDOFF or target.dtype not in dtypes_checked:
+            continue
+        for case in CASES:
+            result = check_case(backend, case, target.dtype, target.device)
+            results.add([result.record()])
+            ok &= result.passed
+            mark = "ok  " if result.passed else "FAIL"
+            out(f"{mark} {OP} {backend.name} {target.device} {target.dtype} {case.name}"
+                + ("" if result.passed else f": {result.error}"))
+    return ok
+
+
+def run_timings(targets: list, registry: Any, results: Any, shapes: list[tuple[int, int, int]],
+                passes: list[str], repeats: int, out: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Time every target that declares the op at every shape and pass; each record is written as it completes."""
+    records = []
+    for n, h, v in shapes:
+        for pass_ in passes:
+            for target in targets:
+                backend = registry.get(target.backend)
+                if not declares(backend):
+                    continue
+                rec = time_backend(backend, n, h, v, pass_, target.dtype, target.device, repeats)
+                results.add([rec])
+                records.append(rec)
+                out(summary_line(rec))
+    return records
+
+
+def summary_line(rec: dict[str, Any]) -> str:
+    """One line of a timing record: time, FLOP rate, matmul fraction, peak over the logits' size."""
+    head = f"{rec['backend']:<22} {rec['pass']:<4} {rec['rows']}x{rec['hidden']}x{rec['vocab']} {rec['dtype']}"
+    if rec.get("failure"):
+        return f"{head}  FAILED: {rec['failure']}"
+    peak = "n/a" if rec.get("peak_bytes") is None else f"{rec['peak_bytes'] / 2**20:.0f} MiB ({rec['peak_over_logits']:.2f} x logits)"
+    return (f"{head}  {rec['median_s']:.3f} s (iqr {rec['iqr_s']:.3f})  {rec['flops_per_s'] / 1e9:.1f} GFLOP/s"
+            f" = {rec['matmul_fraction']:.2f} of matmul  peak {peak}")

@@ -44,7 +44,7 @@ OPTIONAL_FIELDS = {
 # Figures that are never negative: a negative one is a hand edit, not a measurement.
 NON_NEGATIVE = ("median_s", "iqr_s", "gbps", "copy_gbps", "copy_fraction", "max_ulp", "max_rel")
 # Fields that name one unit of work: a resumed run skips units already recorded.
-IDENTITY = ("kind", "backend", "device", "dtype", "case", "op", "pass", "rows", "vocab", "mode", "world_size")
+IDENTITY = ("kind", "backend", "device", "dtype", "case", "op", "pass", "rows", "hidden", "vocab", "mode", "world_size")
 # Environment fields that must match for --resume to continue a file.
 RESUME_MUST_MATCH = ("python", "platform", "cpu", "gpu", "packages", "commit")
 

@@ -72,3 +72,20 @@ def test_tiny_timing_records_flops_and_peak():
     assert rec["flops"] == 6 * 256 * 32 * 1000 and rec["median_s"] > 0
     assert rec["logits_bytes"] == 256 * 1000 * 4 and rec["matmul_fraction"] > 0
     assert rec["route"] == "explicit"
+
+
+def test_cli_check_names_failing_case_and_exits_1(tmp_path, capsys):
+    from softmax_bench.cli import main
+
+    rc = main(["check", "--op", "linear_cross_entropy", "--plugin", str(PLUGINS / "lce_flawed.py"),
+               "--backend", "lce-drops-last-chunk", "--dtype", "float32", "--out", str(tmp_path / "c.json")])
+    out = capsys.readouterr().out
+    assert rc == 1 and "FAIL linear_cross_entropy lce-drops-last-chunk cpu float32 odd_vocab" in out
+
+
+def test_cli_run_rejects_two_part_sizes(tmp_path, capsys):
+    from softmax_bench.cli import main
+
+    rc = main(["run", "--op", "linear_cross_entropy", "--sizes", "12x3", "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "NxHxV" in err and len(err.strip().splitlines()) == 1
