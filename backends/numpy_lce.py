@@ -16,6 +16,8 @@ from softmax_bench import Backend
 # Rows per block: at V = 128256 float32 a block's logits are 64 MiB, small
 # beside the logits of a 4096-token batch (2 GiB) yet large enough for BLAS.
 BLOCK = 128
+# Vocabulary rows of dweight updated per product (a VSLICE x H temporary).
+VSLICE = 4096
 
 
 def _block_grad(z: np.ndarray, target: np.ndarray, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +51,10 @@ def linear_cross_entropy_fwd_bwd(hidden, weight, target, dloss, ignore_index=-10
         loss[rows], g = _block_grad(z, target[rows], ignore_index)
         g *= dloss[rows, None]
         dhidden[rows] = g @ weight
-        dweight += g.T @ hidden[rows]
+        # g.T @ h in one product would allocate a whole V x H temporary (the
+        # size of dweight) per block: add it a vocabulary slice at a time.
+        for v0 in range(0, weight.shape[0], VSLICE):
+            dweight[v0:v0 + VSLICE] += g[:, v0:v0 + VSLICE].T @ hidden[rows]
     return loss, dhidden, dweight
 
 

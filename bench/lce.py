@@ -354,6 +354,12 @@ def time_backend(backend: Backend, n: int, h: int, v: int, pass_: str = "full", 
                matmul_fraction=rate / mm_rate, peak_bytes=peak["peak_bytes"], peak_method=peak["peak_method"],
                peak_library_bytes=peak.get("peak_library_bytes"),
                peak_over_logits=None if peak["peak_bytes"] is None else peak["peak_bytes"] / rec["logits_bytes"])
+    # The workspace: the peak beyond what the call returns (loss, and for the
+    # gradient passes dhidden and dweight), the figure "never the logits" is about.
+    returned = n * itemsize + (0 if pass_ == "fwd" else (n * h + v * h) * itemsize)
+    if peak["peak_bytes"] is not None:
+        rec["workspace_bytes"] = max(peak["peak_bytes"] - returned, 0)
+        rec["workspace_over_logits"] = rec["workspace_bytes"] / rec["logits_bytes"]
     return rec
 
 
@@ -417,6 +423,7 @@ def summary_line(rec: dict[str, Any]) -> str:
     head = f"{rec['backend']:<22} {rec['pass']:<4} {rec['rows']}x{rec['hidden']}x{rec['vocab']} {rec['dtype']}"
     if rec.get("failure"):
         return f"{head}  FAILED: {rec['failure']}"
-    peak = "n/a" if rec.get("peak_bytes") is None else f"{rec['peak_bytes'] / 2**20:.0f} MiB ({rec['peak_over_logits']:.2f} x logits)"
+    peak = "n/a" if rec.get("peak_bytes") is None else (f"{rec['peak_bytes'] / 2**20:.0f} MiB, workspace "
+                                                       f"{rec['workspace_bytes'] / 2**20:.0f} MiB = {rec['workspace_over_logits']:.2f} x logits")
     return (f"{head}  {rec['median_s']:.3f} s (iqr {rec['iqr_s']:.3f})  {rec['flops_per_s'] / 1e9:.1f} GFLOP/s"
             f" = {rec['matmul_fraction']:.2f} of matmul  peak {peak}")
