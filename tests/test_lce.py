@@ -30,7 +30,7 @@ def test_reference_matches_float64_closed_form():
     assert np.allclose(ref.dweight, g.T @ h, rtol=1e-10, atol=1e-14)
 
 
-@pytest.mark.parametrize("name", ["numpy-lce-blocked", "torch-lce-eager", "torch-lce", "torch-lce-chunked"])
+@pytest.mark.parametrize("name", ["numpy-lce-blocked", "torch-lce-eager", "torch-lce", "torch-lce-chunked", "cce-compile"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_builtin_passes_every_case(name, dtype):
     if name.startswith("torch") and importlib.util.find_spec("torch") is None:
@@ -89,3 +89,12 @@ def test_cli_run_rejects_two_part_sizes(tmp_path, capsys):
     rc = main(["run", "--op", "linear_cross_entropy", "--sizes", "12x3", "--out", str(tmp_path / "r.json")])
     err = capsys.readouterr().err
     assert rc == 2 and "NxHxV" in err and len(err.strip().splitlines()) == 1
+
+
+def test_derived_route_through_a_cross_entropy_backend():
+    """A backend without the op gets it as a matmul plus its own cross-entropy, and is checked the same way."""
+    backend = _backend("max-shift")
+    assert lce.route(backend, "fwd") == "derived" and lce.route(backend, "full") == "derived"
+    for case in lce.CASES[:5]:
+        result = lce.check_case(backend, case, "float64")
+        assert result.passed and result.route == "derived", (case.name, result.error)
