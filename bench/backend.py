@@ -16,7 +16,8 @@ LIBRARIES = ("numpy", "torch", "jax", "cupy")
 DEVICES = ("cpu", "cuda")
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 # The functions a Backend may hold (``softmax`` is required, the rest optional).
-OPS = ("softmax", "log_softmax", "softmax_vjp", "log_softmax_vjp", "cross_entropy", "cross_entropy_fwd_bwd")
+OPS = ("softmax", "log_softmax", "softmax_vjp", "log_softmax_vjp", "cross_entropy", "cross_entropy_fwd_bwd",
+       "linear_cross_entropy", "linear_cross_entropy_fwd_bwd")
 # What the correctness suite checks: the values, and the gradients.
 # cross_entropy is the per-row loss, ce_grad its gradient dloss * (p - onehot),
 # each obtained the way a user of the backend would (see calls.route).
@@ -60,6 +61,16 @@ class Backend:
     onehot(target)) in one call. Without them the loss is derived from
     ``log_softmax`` (and its VJP, or autodiff).
 
+    ``linear_cross_entropy(hidden, weight, target, ignore_index=-100,
+    bias=None)`` is the language-model head: the per-row loss of the logits
+    ``hidden (N, H) @ weight (V, H).T (+ bias)``, 0 on ignored rows; a fused
+    implementation need never hold the N x V logits.
+    ``linear_cross_entropy_fwd_bwd(hidden, weight, target, dloss,
+    ignore_index=-100, bias=None)`` returns ``(loss, dhidden, dweight)``
+    with g = dloss[:, None] * (softmax - onehot), dhidden = g @ weight and
+    dweight = g.T @ hidden. Without them the op is derived from a matrix
+    multiply and the backend's cross_entropy (see softmax_bench.measure.lce).
+
     ``parallel="vocab"`` says the backend shards the reduced axis over
     processes: every function then also takes ``shard=`` (a
     ``softmax_bench.distributed.Shard``: rank, world size, group, the slice
@@ -95,6 +106,8 @@ class Backend:
     log_softmax_vjp: Optional[SoftmaxFn] = None
     cross_entropy: Optional[SoftmaxFn] = None
     cross_entropy_fwd_bwd: Optional[SoftmaxFn] = None
+    linear_cross_entropy: Optional[SoftmaxFn] = None
+    linear_cross_entropy_fwd_bwd: Optional[SoftmaxFn] = None
     parallel: Optional[str] = None
     threads: Optional[Callable[[], int]] = None
     release: Optional[Callable[[], None]] = None

@@ -13,6 +13,8 @@ HELP = "run the shared correctness suite"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_selection(p)
+    p.add_argument("--op", choices=("linear_cross_entropy",), default=None,
+                   help="check this op's own suite instead of the shared one (its cases: see softmax_bench.measure.lce)")
     p.add_argument("--case", action="append", default=[], metavar="C", help="case to run (repeatable; default: all)")
     p.add_argument("--jobs", "-j", type=options.positive_int, default=None, metavar="N",
                    help="backends checked at once, each in its own worker (default: the number of CPUs, at most 4)")
@@ -29,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     registry = options.registry(args)
     selection = options.selection(args, registry)
+    if args.op == "linear_cross_entropy":
+        return _check_lce(args, registry, selection)
     chosen = select_cases(args.case)
     options.say_skipped(selection)
     if not selection.targets:
@@ -52,3 +56,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nresults: {results.path}")
     failed = any(r.get("passed") is False for r in results.records if not r.get("reference"))
     return 1 if failed else 0
+
+
+def _check_lce(args: argparse.Namespace, registry, selection) -> int:
+    """Every linear cross-entropy case for every selected backend that declares the op, in process."""
+    from ..measure import lce
+
+    options.say_skipped(selection)
+    targets = [t for t in selection.targets if lce.declares(registry.get(t.backend))]
+    if not targets:
+        print("nothing to check: no selected backend declares linear_cross_entropy here", file=sys.stderr)
+        return 0
+    results = options.results(args)
+    ok = lce.run_checks(targets, registry, results)
+    print(f"\nresults: {results.path}")
+    return 0 if ok else 1

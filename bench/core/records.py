@@ -88,6 +88,7 @@ class Workpoint:
     mode: Optional[str] = None
     case: Optional[str] = None
     world_size: Optional[int] = None
+    hidden: Optional[int] = None  # linear_cross_entropy's H (kept in a record's extra fields)
 
     @classmethod
     def of(cls, stored: Mapping[str, Any]) -> "Workpoint":
@@ -133,7 +134,8 @@ class _Record:
     @property
     def workpoint(self) -> Workpoint:
         """The unit of work this record belongs to: the record's fields of ``Workpoint``'s names."""
-        return Workpoint(**{f.name: getattr(self, f.name, None) for f in fields(Workpoint)})
+        return Workpoint(**{f.name: getattr(self, f.name) if hasattr(self, f.name) else self.extra.get(f.name)
+                            for f in fields(Workpoint)})
 
     @classmethod
     def from_dict(cls: type[R], stored: Mapping[str, Any]) -> R:

@@ -1,0 +1,101 @@
+"""The linear cross-entropy op (issue 21): exact reference, built-in backends, planted flaws, a tiny timing."""
+
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+
+from softmax_bench.core import registry
+from softmax_bench.measure import lce
+
+PLUGINS = pathlib.Path(__file__).parent / "plugins"
+
+
+def _backend(name, plugins=()):
+    return registry.cached([str(p) for p in plugins]).get(name)
+
+
+def test_reference_matches_float64_closed_form():
+    """The 200-bit reference agrees with a float64 log-sum-exp and matmuls to float64 rounding."""
+    inputs = lce.case_inputs(lce.CASES[0], "float64")
+    h, w, t, d = inputs["hidden"], inputs["weight"], inputs["target"], inputs["dloss"]
+    ref = lce.exact(h, w, t, d)
+    z = h @ w.T
+    m = z.max(1, keepdims=True)
+    p = np.exp(z - m) / np.exp(z - m).sum(1, keepdims=True)
+    loss = (m[:, 0] + np.log(np.exp(z - m).sum(1))) - z[np.arange(len(t)), t]
+    g = (p - np.eye(w.shape[0])[t]) * d[:, None]
+    assert np.allclose(ref.loss, loss, rtol=1e-12)
+    assert np.allclose(ref.dhidden, g @ w, rtol=1e-10, atol=1e-14)
+    assert np.allclose(ref.dweight, g.T @ h, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["numpy-lce-blocked", "torch-lce-eager", "torch-lce", "torch-lce-chunked", "cce-compile"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_builtin_passes_every_case(name, dtype):
+    if name.startswith("torch") and importlib.util.find_spec("torch") is None:
+        pytest.skip("torch not installed")
+    backend = _backend(name)
+    why = backend.available("cpu") if backend.available else None
+    if why:
+        pytest.skip(why)
+    for case in lce.CASES:
+        result = lce.check_case(backend, case, dtype)
+        assert result.passed, (case.name, result.error, result.worst)
+
+
+@pytest.mark.parametrize("name, fails", [
+    ("lce-drops-last-chunk", "odd_vocab"),
+    ("lce-mean-over-n", "ignored_rows"),
+    ("lce-ignores-nothing", "ignored_rows"),
+])
+def test_planted_flaw_fails_named_case(name, fails):
+    backend = _backend(name, [PLUGINS / "lce_flawed.py"])
+    results = {case.name: lce.check_case(backend, case, "float32") for case in lce.CASES}
+    assert not results[fails].passed, results[fails]
+    assert results["plain"].passed, results["plain"].error  # the flaw is specific, not a broken plugin
+
+
+def test_raising_backend_is_a_recorded_failure():
+    from softmax_bench import Backend
+
+    def boom(*a, **k):
+        raise RuntimeError("planted")
+    backend = Backend(name="lce-raises", library="numpy", devices=("cpu",), dtypes=("float32",),
+                      softmax=boom, linear_cross_entropy_fwd_bwd=boom)
+    result = lce.check_case(backend, lce.CASES[0], "float32")
+    assert not result.passed and "planted" in result.error
+
+
+def test_tiny_timing_records_flops_and_peak():
+    rec = lce.time_backend(_backend("numpy-lce-blocked"), 256, 32, 1000, "full", repeats=2)
+    assert rec["flops"] == 6 * 256 * 32 * 1000 and rec["median_s"] > 0
+    assert rec["logits_bytes"] == 256 * 1000 * 4 and rec["matmul_fraction"] > 0
+    assert rec["route"] == "explicit"
+
+
+def test_cli_check_names_failing_case_and_exits_1(tmp_path, capsys):
+    from softmax_bench.cli import main
+
+    rc = main(["check", "--op", "linear_cross_entropy", "--plugin", str(PLUGINS / "lce_flawed.py"),
+               "--backend", "lce-drops-last-chunk", "--dtype", "float32", "--out", str(tmp_path / "c.json")])
+    out = capsys.readouterr().out
+    assert rc == 1 and "FAIL linear_cross_entropy lce-drops-last-chunk cpu float32 odd_vocab" in out
+
+
+def test_cli_run_rejects_two_part_sizes(tmp_path, capsys):
+    from softmax_bench.cli import main
+
+    rc = main(["run", "--op", "linear_cross_entropy", "--sizes", "12x3", "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "NxHxV" in err and len(err.strip().splitlines()) == 1
+
+
+def test_derived_route_through_a_cross_entropy_backend():
+    """A backend without the op gets it as a matmul plus its own cross-entropy, and is checked the same way."""
+    backend = _backend("max-shift")
+    assert lce.route(backend, "fwd") == "derived" and lce.route(backend, "full") == "derived"
+    for case in lce.CASES[:5]:
+        result = lce.check_case(backend, case, "float64")
+        assert result.passed and result.route == "derived", (case.name, result.error)
