@@ -146,3 +146,68 @@ def test_negative_controls_differ_from_the_reference():
     plain, _ = reference(x, target, CrossEntropyOptions())
     with_z, _ = reference(x, target, CrossEntropyOptions(z_loss=1e-4))
     assert not np.allclose(plain, with_z, rtol=1e-9)
+
+
+# --- the engine's guard and the torch-fused backend -------------------------------------------
+
+
+def _plain_numpy_backend(**extra):
+    from softmax_bench import Backend
+
+    def ce(logits, target, ignore_index=-100):  # an old plugin: knows nothing of options
+        lse = np.logaddexp.reduce(logits, axis=1)
+        return np.where(target != ignore_index, lse - logits[np.arange(len(logits)), np.maximum(target, 0)], 0.0)
+
+    return Backend(name="old-plugin", library="numpy", devices=("cpu",), dtypes=("float64",),
+                   softmax=lambda x, axis=-1: x, cross_entropy=ce, **extra)
+
+
+def test_old_plugin_runs_plain_and_is_not_available_with_options():
+    from softmax_bench import adapters
+    from softmax_bench.errors import NotAvailable
+    from softmax_bench.execute import cross_entropy_call
+
+    backend = _plain_numpy_backend()
+    adapter = adapters.get("numpy") if hasattr(adapters, "get") else None
+    x, target = _inputs()
+    exact, _ = reference(x, target, CrossEntropyOptions())
+    loss = cross_entropy_call(backend, adapter, "cross_entropy", "explicit", x, target, None,
+                              options=CrossEntropyOptions())
+    np.testing.assert_allclose(loss, exact, rtol=RTOL)
+    with pytest.raises(NotAvailable, match="z_loss not supported"):
+        cross_entropy_call(backend, adapter, "cross_entropy", "explicit", x, target, None,
+                           options=CrossEntropyOptions(z_loss=1e-4))
+
+
+def test_backend_rejects_unknown_loss_option_name():
+    from softmax_bench.backend import BackendError
+
+    with pytest.raises(BackendError, match="loss_options has 'zloss'"):
+        _plain_numpy_backend(loss_options=("zloss",))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_torch_fused_matches_reference_float64(name):
+    torch = pytest.importorskip("torch")
+    from softmax_bench.backends.torch_fused import backend
+
+    o = CASES[name]
+    x, target = _inputs()
+    exact, exact_grad = reference(x, target, o)
+    xt = torch.tensor(x, requires_grad=True)
+    loss = backend.cross_entropy(xt, torch.tensor(target), options=o)
+    loss.backward(torch.ones_like(loss))
+    np.testing.assert_allclose(loss.detach().numpy(), exact, rtol=RTOL)
+    np.testing.assert_allclose(xt.grad.numpy(), exact_grad, rtol=1e-9, atol=1e-12 * max(1.0, np.abs(exact_grad).max()))
+
+
+def test_torch_fused_z_loss_at_lse_300_in_float16_stays_finite():
+    torch = pytest.importorskip("torch")
+    from softmax_bench.backends.torch_fused import backend
+
+    x = np.full((1, 4), 300.0)
+    o = CrossEntropyOptions(z_loss=1e-4)
+    exact, _ = reference(x, np.array([0]), o)
+    got = backend.cross_entropy(torch.tensor(x, dtype=torch.float16), torch.tensor([0]), options=o)
+    # float16's spacing near 10.4 is 2**-7: one rounding of the exact value.
+    assert abs(float(got[0]) - float(exact[0])) <= 2.0**-7
