@@ -70,6 +70,11 @@ class Backend:
     with g = dloss[:, None] * (softmax - onehot), dhidden = g @ weight and
     dweight = g.T @ hidden. Without them the op is derived from a matrix
     multiply and the backend's cross_entropy (see softmax_bench.measure.lce).
+    ``loss_options`` names the options of ``softmax_bench.loss_options.
+    CrossEntropyOptions`` that the loss functions compute themselves; they
+    then also take ``options=`` (the record). A backend that declares none
+    is called without ``options=`` and only for the plain loss: any other
+    option makes its unit not available, with the reason, never dropped.
 
     ``parallel="vocab"`` says the backend shards the reduced axis over
     processes: every function then also takes ``shard=`` (a
@@ -112,6 +117,7 @@ class Backend:
     threads: Optional[Callable[[], int]] = None
     release: Optional[Callable[[], None]] = None
     overwrites_input: Sequence[str] = ()
+    loss_options: Sequence[str] = ()
     available: Optional[AvailabilityFn] = None
     description: str = ""
     origin: str = field(default="", compare=False)
@@ -121,6 +127,7 @@ class Backend:
         object.__setattr__(self, "devices", tuple(self.devices))
         object.__setattr__(self, "dtypes", tuple(self.dtypes))
         object.__setattr__(self, "overwrites_input", tuple(self.overwrites_input))
+        object.__setattr__(self, "loss_options", tuple(self.loss_options))
         validate(self)
 
     @property
@@ -157,6 +164,11 @@ def validate(backend: Backend) -> None:
     for op in backend.overwrites_input:
         if op not in TIMED_OPS:
             raise BackendError(f"{where}: overwrites_input has {op!r}; valid: {', '.join(TIMED_OPS)}")
+    from .loss_options import OPTION_NAMES
+
+    for name in backend.loss_options:
+        if name not in OPTION_NAMES:
+            raise BackendError(f"{where}: loss_options has {name!r}; valid: {', '.join(OPTION_NAMES)}")
     if backend.parallel is not None and backend.parallel not in PARALLEL:
         raise BackendError(f"{where}: parallel={backend.parallel!r}; valid: None, {', '.join(PARALLEL)}")
     if not callable(backend.softmax):

@@ -23,9 +23,9 @@ from helpers import ENTRIES, ROOT, run_console
 PACKAGE = ROOT / "bench"
 LAYERS = ("contract", "core", "measure", "distributed", "report", "commands")
 # Modules at the package root, and the layer each belongs to ("" is the package's face).
-ROOT_MODULES = {"backend": "contract", "errors": "contract", "": "core", "cli": "commands", "__main__": "commands"}
+ROOT_MODULES = {"backend": "contract", "errors": "contract", "loss_options": "contract", "": "core", "cli": "commands", "__main__": "commands"}
 # What a plugin may import of ours: the public face and the contract.
-CONTRACT = {"softmax_bench", "softmax_bench.backend", "softmax_bench.errors"}
+CONTRACT = {"softmax_bench", "softmax_bench.backend", "softmax_bench.errors", "softmax_bench.loss_options"}
 # The collector of the built-ins reads modules the way the registry reads a plugin file.
 COLLECTOR_MAY_IMPORT = CONTRACT | {"softmax_bench.core.registry"}
 

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .. import errors
 from ..core import adapters, registry
 from ..backend import IGNORE_INDEX, Backend
 from ..core.isolation import BackendFailure
@@ -79,12 +80,32 @@ def _pair(result: Any, what: str) -> tuple[Any, Any]:
 
 
 def cross_entropy_call(backend: Backend, adapter: adapters.Adapter, op: str, how: str,
-                       x: Any, target: Any, dloss: Any, dy: Any = None) -> Any:
+                       x: Any, target: Any, dloss: Any, dy: Any = None, options: Any = None) -> Any:
     """The loss (op "cross_entropy") or its gradient ("ce_grad") of 2-D logits, by route ``how``.
 
     ``dy`` is -dloss * onehot(target) as an array like ``x``, for the derived
     gradient (the cotangent of log_softmax); it is built here when not given.
+    ``options`` (a ``CrossEntropyOptions``) reaches the backend's own loss
+    functions as ``options=`` only when it is not the plain loss, so plugins
+    that know nothing of options keep working; an option the backend does
+    not declare raises ``NotAvailable`` with the reason rather than being
+    silently dropped (the derived and autodiff routes compute none).
     """
+    if options is not None and options.active():
+        from ..loss_options import unsupported
+
+        # Only the backend's own loss functions can compute an option; the derived route computes none.
+        own = how in ("explicit", "fused") or (how == "autodiff" and backend.cross_entropy is not None)
+        reason = unsupported(options, backend.loss_options if own else ())
+        if reason is not None:
+            raise errors.NotAvailable(reason if own else f"{reason} (route {how})")
+        if how == "explicit" and op == "cross_entropy":
+            return backend.cross_entropy(x, target, ignore_index=IGNORE_INDEX, options=options)
+        if how == "fused":
+            pair = _pair(backend.cross_entropy_fwd_bwd(x, target, dloss, ignore_index=IGNORE_INDEX, options=options), "cross_entropy_fwd_bwd")
+            return pair[0] if op == "cross_entropy" else pair[1]
+        if how == "autodiff" and backend.cross_entropy is not None:
+            return adapter.vjp(lambda a, axis=-1: backend.cross_entropy(a, target, ignore_index=IGNORE_INDEX, options=options), x, dloss, -1)
     if op == "cross_entropy":
         if how == "explicit":
             return backend.cross_entropy(x, target, ignore_index=IGNORE_INDEX)
