@@ -76,7 +76,7 @@ def linear_cross_entropy(hidden, weight, target, ignore_index=-100, bias=None):
 
 
 def _softmax(x, axis=-1):
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    e = np.exp(x - x.max(axis=axis, keepdims=True, initial=-np.inf))
     return e / e.sum(axis=axis, keepdims=True)
 
 
