@@ -92,6 +92,17 @@ def test_cli_run_rejects_two_part_sizes(tmp_path, capsys):
     assert rc == 2 and "NxHxV" in err and len(err.strip().splitlines()) == 1
 
 
+def test_cli_run_rejects_bwd_pass(tmp_path, capsys):
+    # A fused call's gradient recomputes the logits: a "bwd" timing would be the
+    # full call recorded with the backward's FLOPs (the bug this test guards).
+    from softmax_bench.cli import main
+
+    rc = main(["run", "--op", "linear_cross_entropy", "--sizes", "8x4x16", "--pass", "bwd",
+               "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no pass bwd" in err and "fwd, full" in err and len(err.strip().splitlines()) == 1
+
+
 def test_derived_route_through_a_cross_entropy_backend():
     """A backend without the op gets it as a matmul plus its own cross-entropy, and is checked the same way."""
     backend = _backend("max-shift")

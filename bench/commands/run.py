@@ -145,7 +145,10 @@ def _run_lce(args: argparse.Namespace) -> int:
     if len(set(args.op)) > 1 or args.pair:
         raise UsageError("--op linear_cross_entropy runs alone: leave out the other --op and --pair")
     shapes = lce.parse_shapes(args.sizes or (LCE_QUICK_SIZES if args.quick else LCE_DEFAULT_SIZES))
-    passes = list(PASSES) if "all" in args.pass_ else list(dict.fromkeys(args.pass_)) or ["full"]
+    passes = list(lce.PASSES) if "all" in args.pass_ else list(dict.fromkeys(args.pass_)) or ["full"]
+    if set(passes) - set(lce.PASSES):
+        raise UsageError(f"--op linear_cross_entropy has no pass {', '.join(sorted(set(passes) - set(lce.PASSES)))}"
+                         f" (a fused call has no backward apart from its forward); valid: {', '.join(lce.PASSES)}, all")
     args.dtype = args.dtype or ["float32"]
     registry = options.registry(args)
     selection = options.selection(args, registry)
