@@ -6,7 +6,7 @@
 - ``cce-compile``: ``impl="torch_compile"``, its torch.compile path, which
   also runs on a CPU.
 
-Gradients come from autograd with the per-row upstream ``dloss``
+Gradients come from the engine's autodiff route with the per-row upstream ``dloss``
 (``reduction="none"``). Unavailable, with the reason, when the package is
 not installed.
 """
@@ -30,21 +30,6 @@ def _loss(impl: str) -> Callable[..., Any]:
     return loss
 
 
-def _fwd_bwd(impl: str) -> Callable[..., Any]:
-    forward = _loss(impl)
-
-    def fwd_bwd(hidden, weight, target, dloss, ignore_index=-100, bias=None):
-        import torch
-
-        with torch.enable_grad():
-            h = hidden.detach().requires_grad_(True)
-            w = weight.detach().requires_grad_(True)
-            loss = forward(h, w, target, ignore_index=ignore_index, bias=bias)
-            loss.backward(dloss)
-        return loss.detach(), h.grad, w.grad
-    return fwd_bwd
-
-
 def _softmax(x, axis=-1):
     import torch
 
@@ -63,10 +48,9 @@ def _unavailable(triton_kernels: bool) -> Callable[[str], Optional[str]]:
 
 backends = [
     Backend(name="cce", library="torch", devices=("cuda",), dtypes=("float32", "bfloat16", "float16"),
-            softmax=_softmax, linear_cross_entropy=_loss("cce"), linear_cross_entropy_fwd_bwd=_fwd_bwd("cce"),
+            softmax=_softmax, linear_cross_entropy=_loss("cce"),
             available=_unavailable(True), description="Cut Cross-Entropy, Triton kernels (impl='cce')"),
     Backend(name="cce-compile", library="torch", devices=("cpu", "cuda"), dtypes=("float32", "bfloat16"),
             softmax=_softmax, linear_cross_entropy=_loss("torch_compile"),
-            linear_cross_entropy_fwd_bwd=_fwd_bwd("torch_compile"),
             available=_unavailable(False), description="Cut Cross-Entropy, torch.compile path (impl='torch_compile')"),
 ]

@@ -7,7 +7,7 @@
 - ``torch-lce-chunked``: ``F.linear_cross_entropy`` with
   ``LinearCrossEntropyOptions()`` (the chunked path that never holds the logits).
 
-Gradients come from autograd (``loss.backward(dloss)``), as a training step
+Gradients come from the engine's autodiff route (autograd with the upstream ``dloss``), as a training step
 gets them. torch is imported on first call, not at registration.
 """
 
@@ -36,20 +36,6 @@ def _loss_fn(kind: str) -> Callable[..., Any]:
     return loss
 
 
-def _fwd_bwd_fn(kind: str) -> Callable[..., Any]:
-    forward = _loss_fn(kind)
-
-    def fwd_bwd(hidden, weight, target, dloss, ignore_index=-100, bias=None):
-        torch = _torch()
-        with torch.enable_grad():
-            h = hidden.detach().requires_grad_(True)
-            w = weight.detach().requires_grad_(True)
-            loss = forward(h, w, target, ignore_index=ignore_index, bias=bias)
-            loss.backward(dloss)
-        return loss.detach(), h.grad, w.grad
-    return fwd_bwd
-
-
 def _softmax(x, axis=-1):
     return _torch().softmax(x, dim=axis)
 
@@ -67,7 +53,6 @@ def _available(device: str) -> Optional[str]:
 def _make(name: str, kind: str, about: str) -> Backend:
     return Backend(name=name, library="torch", devices=("cpu", "cuda"), dtypes=("float32", "float64", "bfloat16"),
                    softmax=_softmax, linear_cross_entropy=_loss_fn(kind),
-                   linear_cross_entropy_fwd_bwd=_fwd_bwd_fn(kind),
                    available=None if kind == "eager" else _available, description=about)
 
 

@@ -110,3 +110,24 @@ def test_derived_route_through_a_cross_entropy_backend():
     for case in lce.CASES[:5]:
         result = lce.check_case(backend, case, "float64")
         assert result.passed and result.route == "derived", (case.name, result.error)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
+def test_autodiff_route_from_a_loss_alone():
+    """A torch backend with only the loss gets its gradients from autograd; a loss whose graph is cut fails the check."""
+    import torch
+
+    from softmax_bench import Backend
+
+    plain = _backend("torch-lce-eager")
+    assert lce.route(plain, "fwd") == "explicit" and lce.route(plain, "full") == "autodiff"
+
+    def detached_weight(hidden, weight, target, ignore_index=-100):
+        # Negative control: the weight leaves the graph, so autograd's dweight is zero.
+        logits = hidden @ weight.detach().T
+        return torch.nn.functional.cross_entropy(logits, target, reduction="none", ignore_index=ignore_index)
+
+    cut = Backend(name="lce-cut-graph", library="torch", devices=("cpu",), dtypes=("float32", "float64"),
+                  softmax=lambda x, axis=-1: torch.softmax(x, dim=axis), linear_cross_entropy=detached_weight)
+    result = lce.check_case(cut, lce.CASES[0], "float64")
+    assert result.route == "autodiff" and not result.passed and "dweight" in result.error

@@ -188,14 +188,18 @@ def route(backend: Backend, pass_: str) -> Optional[str]:
     """How ``backend`` computes ``pass_`` (fwd: the loss; full: loss and both gradients), or None.
 
     "explicit": the backend's own linear_cross_entropy (fwd) or
-    linear_cross_entropy_fwd_bwd (full, bwd). "derived": the logits from a
-    matrix multiply, then the backend's cross-entropy by its own route
-    (calls.route), and the gradients as matrix products of dlogits.
+    linear_cross_entropy_fwd_bwd (full). "autodiff": full from the backend's
+    own linear_cross_entropy, differentiated by its library (torch, jax).
+    "derived": the logits from a matrix multiply, then the backend's
+    cross-entropy by its own route (calls.route), and the gradients as matrix
+    products of dlogits.
     """
     if pass_ == "fwd" and backend.linear_cross_entropy is not None:
         return "explicit"
     if backend.linear_cross_entropy_fwd_bwd is not None:
         return "explicit"
+    if backend.linear_cross_entropy is not None and backend.library in adapters.autodiff_libraries():
+        return "autodiff"
     op = "cross_entropy" if pass_ == "fwd" else "ce_grad"
     return "derived" if calls.route(backend, op) is not None else None
 
@@ -214,6 +218,10 @@ def call(backend: Backend, device: str, dtype: str, pass_: str, arrays: dict[str
             raise TypeError(f"{backend.name}: linear_cross_entropy_fwd_bwd must return (loss, dhidden, dweight)")
         return tuple(out)[:1] if pass_ == "fwd" else tuple(out)
     adapter = adapters.get(backend.library)
+    if how == "autodiff":
+        loss, (dhidden, dweight) = adapter.vjp_many(
+            lambda h, w: backend.linear_cross_entropy(h, w, target, ignore_index=IGNORE_INDEX), (hidden, weight), dloss)
+        return loss, dhidden, dweight
     logits = hidden @ weight.T  # every supported library's arrays take @ and .T
     loss = calls.cross_entropy_call(backend, adapter, "cross_entropy", calls.route(backend, "cross_entropy"),
                                       logits, target, dloss, None)

@@ -95,6 +95,11 @@ class Adapter:
 
     def vjp(self, fn: Callable, x: Any, dy: Any, axis: int) -> Any:
         """dx = J(fn)(x)^T dy by autodiff; raises NotImplementedError where none exists."""
+        _, (dx,) = self.vjp_many(lambda a: fn(a, axis=axis), (x,), dy)
+        return dx
+
+    def vjp_many(self, fn: Callable, xs: tuple, dy: Any) -> tuple[Any, tuple]:
+        """``(y, grads)``: y = fn(*xs) and each J_i(fn)^T dy, by autodiff; NotImplementedError where none exists."""
         raise NotImplementedError(f"{self.library} has no autodiff")
 
     @property

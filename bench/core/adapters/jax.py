@@ -72,9 +72,9 @@ class JaxAdapter(Adapter):
         negate(like).block_until_ready()
         return negate
 
-    def vjp(self, fn: Callable, x: Any, dy: Any, axis: int) -> Any:
-        _, pullback = self.jax.vjp(lambda a: fn(a, axis=axis), x)
-        return pullback(dy)[0]
+    def vjp_many(self, fn: Callable, xs: tuple, dy: Any) -> tuple[Any, tuple]:
+        y, pullback = self.jax.vjp(fn, *xs)
+        return y, tuple(pullback(dy))
 
     @property
     def xp(self) -> Any:

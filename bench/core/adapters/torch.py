@@ -69,10 +69,13 @@ class TorchAdapter(Adapter):
         out = self.torch.empty_like(like)
         return lambda x: out.copy_(x)
 
-    def vjp(self, fn: Callable, x: Any, dy: Any, axis: int) -> Any:
-        x = x.detach().requires_grad_(True)
-        (dx,) = self.torch.autograd.grad(self.graph(fn(x, axis=axis)), x, grad_outputs=dy)
-        return dx
+    def vjp_many(self, fn: Callable, xs: tuple, dy: Any) -> tuple[Any, tuple]:
+        xs = tuple(x.detach().requires_grad_(True) for x in xs)
+        with self.torch.enable_grad():
+            y = self.graph(fn(*xs))
+            # An input the graph never used gets zeros, so the check names the wrong gradient.
+            grads = self.torch.autograd.grad(y, xs, grad_outputs=dy, allow_unused=True, materialize_grads=True)
+        return y.detach(), tuple(grads)
 
     def graph(self, y: Any) -> Any:
         """``y``, if autograd can differentiate it; ``NotAvailable`` for a kernel that made no graph."""
