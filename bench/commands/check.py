@@ -62,10 +62,8 @@ def _check_lce(args: argparse.Namespace, registry, selection) -> int:
     """Every linear cross-entropy case for every selected backend that declares the op, in process."""
     from ..measure import lce
 
-    options.say_skipped(selection)
-    targets = [t for t in selection.targets if lce.declares(registry.get(t.backend))]
+    targets = options.lce_targets(registry, selection, "check")
     if not targets:
-        print("nothing to check: no selected backend declares linear_cross_entropy here", file=sys.stderr)
         return 0
     results = options.results(args)
     ok = lce.run_checks(targets, registry, results)

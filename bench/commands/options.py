@@ -107,6 +107,17 @@ def say_skipped(chosen: Selection) -> None:
         print(f"skipped {name} on {device}: {reason}", file=sys.stderr)
 
 
+def lce_targets(registry_: Registry, chosen: Selection, verb: str) -> list:
+    """The selected targets whose backend declares linear_cross_entropy; says what was skipped and, if none, why."""
+    from ..measure import lce
+
+    say_skipped(chosen)
+    targets = [t for t in chosen.targets if lce.declares(registry_.get(t.backend))]
+    if not targets:
+        print(f"nothing to {verb}: no selected backend declares linear_cross_entropy here", file=sys.stderr)
+    return targets
+
+
 def results(args: argparse.Namespace) -> ResultsFile:
     """The results file of --out or --resume."""
     return open_results(args.out, args.resume)

@@ -152,10 +152,8 @@ def _run_lce(args: argparse.Namespace) -> int:
     args.dtype = args.dtype or ["float32"]
     registry = options.registry(args)
     selection = options.selection(args, registry)
-    options.say_skipped(selection)
-    targets = [t for t in selection.targets if lce.declares(registry.get(t.backend))]
+    targets = options.lce_targets(registry, selection, "time")
     if not targets:
-        print("nothing to time: no selected backend declares linear_cross_entropy here", file=sys.stderr)
         return 0
     results = options.results(args)
     if not args.no_check:
