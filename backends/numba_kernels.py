@@ -40,12 +40,18 @@ import numpy as np
 
 from softmax_bench import DTYPES, IGNORE_INDEX, Backend
 
-ALGORITHMS = {  # backend name suffix -> (algorithm, description)
-    "3pass": ("THREE_PASS", "max; sum of exp(x - max); write exp(x - max) / sum recomputing exp (numba, vectorised exp)"),
-    "3pass-reload": ("THREE_PASS_RELOAD", "max; store exp(x - max) and sum; scale by 1 / sum (numba, vectorised exp)"),
-    "2pass": ("TWO_PASS", "online max and rescaled sum in one pass (Milakov-Gimelshein, a block at a time), then write exp / sum (numba)"),
-    "2pass-reload": ("TWO_PASS_RELOAD", "online pass storing exp(x - block max); then rescale each block by exp(block max - max) / sum (numba)"),
-    "naive": ("NAIVE", "exp(x) / sum(exp(x)) unshifted, compiled: the negative control (numba)"),
+# backend name suffix -> (algorithm, exponentials per element of a softmax forward, description).
+# The count is the compute side of the roofline: 3pass recomputes the exp in its
+# write pass (2); 3pass-reload stores it in the output, then rescales (1); 2pass's
+# online pass computes one per element (plus a per-block rescale) and its write
+# pass recomputes (2); 2pass-reload stores exp(x - block max) and rescales per
+# block (1); naive computes exp(x) once (1).
+ALGORITHMS = {
+    "3pass": ("THREE_PASS", 2, "max; sum of exp(x - max); write exp(x - max) / sum recomputing exp (numba, vectorised exp)"),
+    "3pass-reload": ("THREE_PASS_RELOAD", 1, "max; store exp(x - max) and sum; scale by 1 / sum (numba, vectorised exp)"),
+    "2pass": ("TWO_PASS", 2, "online max and rescaled sum in one pass (Milakov-Gimelshein, a block at a time), then write exp / sum (numba)"),
+    "2pass-reload": ("TWO_PASS_RELOAD", 1, "online pass storing exp(x - block max); then rescale each block by exp(block max - max) / sum (numba)"),
+    "naive": ("NAIVE", 1, "exp(x) / sum(exp(x)) unshifted, compiled: the negative control (numba)"),
 }
 
 
@@ -186,7 +192,7 @@ def make_backends(prefix: str = "numba", exp: Optional[Callable[[str], Any]] = N
     numba_split_merge.py plants a flawed segment merge through it.
     """
     made = []
-    for suffix, (algorithm, description) in ALGORITHMS.items():
+    for suffix, (algorithm, exps, description) in ALGORITHMS.items():
         ops = _Ops(algorithm, exp, split)
         made.append(Backend(
             name=f"{prefix}-{suffix}", library="numpy", devices=("cpu",), dtypes=DTYPES,
@@ -194,8 +200,16 @@ def make_backends(prefix: str = "numba", exp: Optional[Callable[[str], Any]] = N
             softmax_vjp=ops.softmax_vjp, log_softmax_vjp=ops.log_softmax_vjp,
             cross_entropy=ops.cross_entropy, cross_entropy_fwd_bwd=ops.cross_entropy_fwd_bwd,
             available=available, threads=_threads, release=_release, description=description,
+            exps_per_element={("softmax", "fwd"): exps}, exp=functools.partial(_inlined_exp, exp),
         ))
     return made
+
+
+def _inlined_exp(exp: Optional[Callable[[str], Any]], x: np.ndarray, out: np.ndarray) -> None:
+    """The vectorised exponential the kernels inline (``exp`` chooses it, as in make_backends), over x <= 0."""
+    k = _kernels()
+    params = k.exp_params(x.dtype.name) if exp is None else exp(x.dtype.name)
+    k.exp_shifted_array(x, out, params.constants, params.poly)
 
 
 def _release() -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 LIBRARIES = ("numpy", "torch", "jax", "cupy")
 DEVICES = ("cpu", "cuda")
@@ -94,6 +95,14 @@ class Backend:
     before it measures a call's peak memory, so that the figure counts what
     the call needs, not what an earlier call left behind.
 
+    ``exps_per_element`` maps ``(op, pass)`` to the exponentials one call
+    computes per element, for the compute side of the roofline
+    (``roofline_s = max(bytes / copy rate, exps / exp rate)``); a pair not
+    listed is unknown and its roofline is left null, never guessed. ``exp(x,
+    out)``, where the kernels inline an exponential of their own, computes it
+    over a 1-D array of ``x <= 0`` on one thread; the exp rate is then
+    measured on it rather than on the library's ``exp``.
+
     ``overwrites_input`` names the ops (of ``TIMED_OPS``) whose calls write
     into their inputs on purpose (Liger's cross-entropy stores the gradient
     over the logits to save memory). The timer then gives each timed call of
@@ -118,6 +127,8 @@ class Backend:
     release: Optional[Callable[[], None]] = None
     overwrites_input: Sequence[str] = ()
     loss_options: Sequence[str] = ()
+    exps_per_element: Mapping[tuple[str, str], int] = field(default_factory=dict, compare=False)
+    exp: Optional[Callable[[Any, Any], None]] = None
     available: Optional[AvailabilityFn] = None
     description: str = ""
     origin: str = field(default="", compare=False)
@@ -128,6 +139,7 @@ class Backend:
         object.__setattr__(self, "dtypes", tuple(self.dtypes))
         object.__setattr__(self, "overwrites_input", tuple(self.overwrites_input))
         object.__setattr__(self, "loss_options", tuple(self.loss_options))
+        object.__setattr__(self, "exps_per_element", MappingProxyType(dict(self.exps_per_element)))
         validate(self)
 
     @property
@@ -164,6 +176,14 @@ def validate(backend: Backend) -> None:
     for op in backend.overwrites_input:
         if op not in TIMED_OPS:
             raise BackendError(f"{where}: overwrites_input has {op!r}; valid: {', '.join(TIMED_OPS)}")
+    for key, count in backend.exps_per_element.items():
+        if not (isinstance(key, tuple) and len(key) == 2 and key[0] in TIMED_OPS and key[1] in PASSES):
+            raise BackendError(f"{where}: exps_per_element has key {key!r}; valid: (op, pass) with op in "
+                               f"{', '.join(TIMED_OPS)} and pass in {', '.join(PASSES)}")
+        if not (isinstance(count, int) and count >= 0):
+            raise BackendError(f"{where}: exps_per_element[{key!r}] = {count!r}; valid: an integer >= 0")
+    if backend.exp is not None and not callable(backend.exp):
+        raise BackendError(f"{where}: exp must be callable (x, out) -> None")
     from .loss_options import OPTION_NAMES
 
     for name in backend.loss_options:

@@ -7,16 +7,26 @@ import pytest
 
 from softmax_bench.measure.timing import roofline
 from softmax_bench.measure.planning import finalize
-from softmax_bench.measure.workloads import exps_per_element
+from softmax_bench.core.registry import load
 
 
 def test_exp_counts_known_for_our_kernels_and_unknown_for_libraries():
-    assert exps_per_element("numba-3pass") == 2
-    assert exps_per_element("numba-3pass-reload") == 1
-    assert exps_per_element("numba-2pass") == 2
-    assert exps_per_element("numba-2pass-reload") == 1
-    assert exps_per_element("torch") is None  # unknown: not guessed
-    assert exps_per_element("numba-3pass", "softmax", "bwd") is None
+    registry = load()
+    counts = {name: registry.get(name).exps_per_element for name in
+              ("numba-3pass", "numba-3pass-reload", "numba-2pass", "numba-2pass-reload", "torch-fused")}
+    assert counts["numba-3pass"] == {("softmax", "fwd"): 2}
+    assert counts["numba-3pass-reload"] == {("softmax", "fwd"): 1}
+    assert counts["numba-2pass"] == {("softmax", "fwd"): 2}
+    assert counts["numba-2pass-reload"] == {("softmax", "fwd"): 1}
+    assert counts["torch-fused"] == {}  # a library's softmax: unknown, not guessed
+
+
+def test_a_bad_exp_count_is_a_contract_error():
+    from softmax_bench import Backend, BackendError
+
+    with pytest.raises(BackendError, match="exps_per_element has key 'softmax'"):
+        Backend(name="b", library="numpy", devices=("cpu",), dtypes=("float32",), softmax=lambda x, axis=-1: x,
+                exps_per_element={"softmax": 2})
 
 
 def test_roofline_is_the_slower_ceiling():
@@ -52,6 +62,6 @@ def test_the_exp_rate_is_measured_for_numpy_and_for_the_numba_kernels_own_exp():
 
     budget = clock.Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.001, repeats=3, min_repeats=3, max_s=0.05)
     numpy = adapters.get("numpy")
-    for compiled in (None, "numba"):
-        rate = exp_rate(numpy, "cpu", "float32", 1, budget, lambda out: out, compiled)
-        assert rate is not None and 1e6 < rate < 1e12, (compiled, rate)
+    for own_exp in (None, load().get("numba-3pass").exp):
+        rate = exp_rate(numpy, "cpu", "float32", 1, budget, lambda out: out, own_exp)
+        assert rate is not None and 1e6 < rate < 1e12, (own_exp, rate)

@@ -30,7 +30,7 @@ from .memory import MAX_BUFFERS, buffer_count, llc_bytes, peak_memory
 from ..core.selection import unavailable
 from ..core.sizes import Size
 from .clock import DEFAULT_BUDGET, Budget, resolution, time_calls
-from .workloads import Inputs, Workload, build, exps_per_element, unsupported
+from .workloads import Inputs, Workload, build, unsupported
 
 MODES = ("warm", "cold")
 # A timing faster than a plain copy of the same bytes on the same device by
@@ -129,25 +129,22 @@ EXP_ELEMENTS_PER_THREAD = 8192
 
 
 def exp_rate(adapter: Any, device: str, dtype: str, thread_count: int, budget: Budget,
-             wait: Callable[[Any], Any], compiled: Optional[str] = None) -> Optional[float]:
+             wait: Callable[[Any], Any], own_exp: Optional[Callable[[Any, Any], None]] = None) -> Optional[float]:
     """Exponentials per second of the library's own ``exp`` over an in-cache buffer.
 
     The buffer holds ``EXP_ELEMENTS_PER_THREAD`` elements per thread the timing
     uses, values in [-10, 0] (what exp(x - max) sees). A library that runs its
     exp on one thread (NumPy) is measured on one and scaled by the thread count:
     the exp of separate cores over their own caches does not share a resource.
-    ``compiled="numba"``: the numba kernels' own exponential instead (one thread, scaled).
+    ``own_exp(x, out)``: the backend's own inlined exponential instead (Backend.exp;
+    one thread, scaled).
     """
     xp = adapter.xp
     n = EXP_ELEMENTS_PER_THREAD * max(1, thread_count)
     x = adapter.from_numpy(np.linspace(-10.0, 0.0, n), device, dtype)
-    if compiled == "numba":
-        # The numba kernels' own vectorised exp (the one their passes inline), not NumPy's.
-        from softmax_bench.backends import _numba_common as nc
-
-        params = nc.exp_params(dtype)
+    if own_exp is not None:
         out = np.empty_like(x)
-        fn = lambda a: nc.exp_shifted_array(a, out, params.constants, params.poly)  # noqa: E731
+        fn = lambda a: own_exp(a, out)  # noqa: E731
         timing = time_calls(fn, [(x,)], wait, copy_budget(budget), adapter.ordered)
         return n * thread_count / timing.median_s if timing.median_s else None
     try:
@@ -256,13 +253,12 @@ def measure(
         copy = adapter.copy_op(inputs.arrays[0]["x"])
         copy_time = time_calls(copy, [(a["x"],) for a in inputs.arrays], prepared.wait, copy_budget(budget), adapter.ordered)
         copy_gbps = gbps(2 * size.nbytes(dtype), copy_time.median_s)
-    per_element = exps_per_element(backend_name, op, pass_)
+    per_element = workload.backend.exps_per_element.get((op, pass_))
     rate_of_exp = None
     if with_copy and per_element is not None:
         # The compute ceiling beside the copy: same device, same run, same threads.
         used = threads.count(workload.backend.library, workload.backend.threads) if device == "cpu" else 1
-        compiled = "numba" if backend_name.startswith("numba-") else None
-        rate_of_exp = exp_rate(adapter, device, dtype, used, budget, prepared.wait, compiled)
+        rate_of_exp = exp_rate(adapter, device, dtype, used, budget, prepared.wait, workload.backend.exp)
 
     start = time.perf_counter()
     out = prepared.call()

@@ -68,28 +68,6 @@ BYTE_MODELS: dict[tuple[str, str], ByteModel] = {
     ("cross_entropy", "full"): ByteModel("read logits, target and dloss, write loss and dlogits", 2, 1, 2),
 }
 
-# Exponentials per element of a softmax forward, by backend: the compute side of
-# the roofline (roofline_s = max(bytes / copy rate, exps / exp rate)). Only
-# kernels whose passes we wrote are listed; for a library's own softmax
-# (torch, jax, numpy) the count is unknown, so its roofline is left null rather
-# than guessed.
-#   numba-3pass          2  max; sum of exp; write pass recomputes the exp
-#   numba-3pass-reload   1  the exp stored in the output, then rescaled
-#   numba-2pass          2  online pass (exp per element, plus per-block rescale), write pass recomputes
-#   numba-2pass-reload   1  online pass stores exp(x - block max); rescale per block
-#   numba-naive          1  exp(x) once, unshifted
-EXPS_PER_ELEMENT: dict[tuple[str, str, str], int] = {
-    (name, "softmax", "fwd"): n
-    for name, n in (("numba-3pass", 2), ("numba-3pass-reload", 1), ("numba-2pass", 2),
-                    ("numba-2pass-reload", 1), ("numba-naive", 1))
-}
-
-
-def exps_per_element(backend: str, op: str = "softmax", pass_: str = "fwd") -> Optional[int]:
-    """Exponentials one call computes per element, or None where we do not know it."""
-    return EXPS_PER_ELEMENT.get((backend, op, pass_))
-
-
 def routes(backend: Backend, op: str, pass_: str) -> Optional[tuple[str, bool]]:
     """(route, whether a forward was timed through a fused forward+backward), or None."""
     if op == "cross_entropy":
