@@ -535,7 +535,7 @@ def test_sharded_and_single_process_timings_go_through_the_one_timer(monkeypatch
     monkeypatch.setattr(d, "_METER", None)
     budget = Budget(warmup_s=0.0, warmup_calls=1, min_sample_s=0.001, repeats=5, min_repeats=3, max_s=0.05)
 
-    single = timing.measure("vocab-parallel-fused", "cpu", "float32", 4, 64, "warm", budget, with_copy=False)
+    single = timing.measure("vocab-parallel-fused", "cpu", "float32", 4, 64, "warm", budget=budget, with_copy=False)
     assert samplers == ["NoneType"] and single["repeats"] >= 3
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)

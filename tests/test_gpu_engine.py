@@ -30,7 +30,7 @@ FORWARD_ONLY = plugin("forward_only")
 # ------------------------------------------------------------ declared in-place backends
 
 def test_a_declared_in_place_backend_is_timed_on_fresh_inputs_and_trusted():
-    result = timing.measure("in-place-declared", "cpu", "float32", 4, 256, "warm", TINY, with_copy=False,
+    result = timing.measure("in-place-declared", "cpu", "float32", 4, 256, "warm", budget=TINY, with_copy=False,
                             plugin_files=(IN_PLACE,))
     # Without the refill before every call, calls 2.. would see zeros: verify would
     # find the output wrong (uniform rows) or the input mutated.
@@ -39,7 +39,7 @@ def test_a_declared_in_place_backend_is_timed_on_fresh_inputs_and_trusted():
 
 
 def test_an_undeclared_mutation_stays_suspect():
-    result = timing.measure("in-place-undeclared", "cpu", "float32", 4, 256, "warm", TINY, with_copy=False,
+    result = timing.measure("in-place-undeclared", "cpu", "float32", 4, 256, "warm", budget=TINY, with_copy=False,
                             plugin_files=(IN_PLACE,))
     assert result["suspect"] and "mutates its input" in result["suspect"]
     assert result["in_place"] is None

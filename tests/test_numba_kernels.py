@@ -377,7 +377,7 @@ def test_peak_memory_counts_a_pooled_output(monkeypatch):
     nbytes = 64 * 8192 * 4
 
     def peak():
-        result = timing.measure("numba-2pass-reload", "cpu", "float32", 64, 8192, "warm", budget, with_copy=False)
+        result = timing.measure("numba-2pass-reload", "cpu", "float32", 64, 8192, "warm", budget=budget, with_copy=False)
         return result["peak_library_bytes"]
 
     assert peak() >= nbytes

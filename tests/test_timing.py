@@ -48,7 +48,7 @@ def readme_timing_fields() -> list[str]:
 # ------------------------------------------------------------ the timer itself
 
 def test_a_20ms_sleep_is_reported_as_at_least_20ms():
-    result = timing.measure("sleep-20ms", "cpu", "float32", 1, 64, "warm", TINY, with_copy=False, plugin_files=(SLEEP,))
+    result = timing.measure("sleep-20ms", "cpu", "float32", 1, 64, "warm", budget=TINY, with_copy=False, plugin_files=(SLEEP,))
     assert result["median_s"] >= 0.020
     assert result["inner"] == 1  # one call already outlasts the minimum sample
 
@@ -56,7 +56,7 @@ def test_a_20ms_sleep_is_reported_as_at_least_20ms():
 def test_a_noop_backend_costs_the_engine_little_per_call():
     # The README quotes the measured overhead (tens of ns); this only guards
     # against the loop growing something expensive, with a wide margin.
-    result = timing.measure("noop", "cpu", "float32", 1, 16, "warm", TINY, with_copy=False, plugin_files=(NOOP,))
+    result = timing.measure("noop", "cpu", "float32", 1, 16, "warm", budget=TINY, with_copy=False, plugin_files=(NOOP,))
     assert 0 < result["median_s"] < 50e-6
     assert result["inner"] > 10  # calibration packed many calls into each sample
 

@@ -84,7 +84,8 @@ def timing_units(selection: Selection, plan: Plan, budget: Budget, max_bytes: Op
 
             def run(ex, t=target, s=size, m=mode, o=op, p=pass_, lib=backend.library, llc=llc):
                 figures = ex.run((t.backend, t.device), measure, t.backend, t.device, t.dtype, s.rows, s.vocab, m,
-                                 budget, True, llc, plugin_files, o, p, threads)
+                                 budget=budget, llc=llc, plugin_files=plugin_files, op=o, pass_=p,
+                                 thread_count=threads)
                 return [_record(t, s, m, o, p, lib).measured(figures).as_dict()]
 
             def failed(f, t=target, s=size, m=mode, o=op, p=pass_, lib=backend.library):

@@ -219,6 +219,7 @@ def measure(
     rows: int,
     vocab: int,
     mode: str,
+    *,
     budget: Budget = DEFAULT_BUDGET,
     with_copy: bool = True,
     llc: Optional[int] = None,
