@@ -16,6 +16,7 @@ from typing import Any, Optional, Sequence
 
 from ..measure.cases import names as case_names
 from ..core.formatting import format_size
+from .headline import fastest_lines, fastest_table, memory_lines, worst_accuracy_lines
 from .plots import Figure
 from .runs import Run
 from .tables import (SPEED_DIMS, Table, accuracy_table, bandwidth_table, dim_name, is_reference, is_suspect, join_words, order_key,
@@ -26,12 +27,20 @@ _LISTED = 8  # items named in one summary line before "and N more"
 
 @dataclass
 class Section:
-    """A part of the report under one heading: its tables, then its figures."""
+    """A part of the report under one heading: its tables, then its figures (the headline: its figures,
+    then its findings, then its tables)."""
 
     id: str
     title: str
     tables: list[Table]
     figures: list[Figure] = field(default_factory=list)
+    findings: list["Finding"] = field(default_factory=list)
+    figures_first: bool = False
+
+    @property
+    def shown(self) -> bool:
+        """Whether the section has anything to show (a report of checks only has no headline figures)."""
+        return bool(self.tables or self.figures or self.findings)
 
 
 @dataclass
@@ -58,6 +67,16 @@ class Report:
         by_id = {s.id: s for s in self.sections}
         for fig in figures:
             by_id[fig.section].figures.append(fig)
+
+    @property
+    def opening(self) -> list[Section]:
+        """The sections shown before the contents and the summary: the headline, where there is one."""
+        return [s for s in self.sections if s.figures_first and s.shown]
+
+    @property
+    def body(self) -> list[Section]:
+        """The sections shown after the summary."""
+        return [s for s in self.sections if not s.figures_first and s.shown]
 
     @property
     def figures(self) -> list[Figure]:
@@ -187,6 +206,16 @@ def flagged(runs: Sequence[Run], records: Sequence[dict[str, Any]], warnings: Se
     return Finding("Flagged", lines, links + ([("Sources", "sources")] if dirty else []))
 
 
+def headline(records: Sequence[dict[str, Any]]) -> Section:
+    """The section a page opens with: the headline figures, then the numbers, then the fastest per size."""
+    table = fastest_table(records)
+    findings = [Finding("Fastest at the largest size", fastest_lines(records), [("Fastest per size", "fastest-per-size")]),
+                Finding("Worst accuracy finding per dtype", worst_accuracy_lines(records), [("Accuracy", "accuracy")]),
+                Finding("Least memory, cross_entropy full", memory_lines(records), [("Peak memory", "peak-memory")])]
+    return Section("headline", "Headline", [table] if table else [], findings=[f for f in findings if f.lines],
+                   figures_first=True)
+
+
 def build_report(runs: Sequence[Run], records: Sequence[dict[str, Any]], warnings: Sequence[str] = (),
                  base: Optional[Path] = None, made: Sequence[str] = ()) -> Report:
     """The summary and the sections of tables (figures are added by whoever draws them).
@@ -202,6 +231,7 @@ def build_report(runs: Sequence[Run], records: Sequence[dict[str, Any]], warning
         if peak is not None:
             speed.append(peak)
     sections = [
+        headline(records),
         Section("speed", "Speed", speed),
         Section("correctness", "Correctness", [accuracy_table(records), overflow_table(records)]),
         Section("sources", "Sources", [sources_table(runs, base)]),

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from .outline import Finding, Report
+from .outline import Finding, Report, Section
 from .plots import Figure
 from .render import escape_html, html_table, link_target
 
@@ -137,9 +137,20 @@ def _figure(fig: Figure, base: Path) -> str:
             f'(<a href="{svg}">SVG</a>, <a href="{png}">PNG</a>)</figcaption></figure>')
 
 
+def _section(section: Section, base: Path) -> str:
+    """One section: its tables, then its figures; the headline's figures come first, then its findings."""
+    tables = [html_table(table, 3) for table in section.tables]
+    figures = [_figure(fig, base) for fig in section.figures]
+    findings = (['<ul class="findings">' + "".join(_finding(f) for f in section.findings) + "</ul>"]
+                if section.findings else [])
+    body = figures + findings + tables if section.figures_first else findings + tables + figures
+    return "\n".join([f'<section aria-labelledby="{escape_html(section.id)}">'
+                      f'<h2 id="{escape_html(section.id)}">{escape_html(section.title)}</h2>', *body, "</section>"])
+
+
 def _contents(report: Report) -> str:
     items = ['<li><a href="#summary">Summary</a></li>']
-    for section in report.sections:
+    for section in report.opening + report.body:
         subs = "".join(f'<li><a href="#{escape_html(t.id)}">{escape_html(t.title)}</a></li>' for t in section.tables)
         if section.figures:
             subs += f'<li><a href="#{escape_html(section.figures[0].id)}">Figures</a></li>'
@@ -165,17 +176,14 @@ def render_page(report: Report, base: Optional[Path] = None) -> str:
         "<main>",
         f'<header><h1 id="top">{escape_html(TITLE)}</h1>'
         f'<p class="lede">{escape_html("; ".join(machines))}. From {escape_html(files)}.</p></header>',
+        # The headline (figures, then numbers) opens the page, above the contents: the first screen shows it.
+        *[_section(section, base) for section in report.opening],
         _contents(report),
         '<section aria-labelledby="summary"><h2 id="summary">Summary</h2>',
         '<ul class="findings">' + "".join(_finding(f) for f in report.findings) + "</ul>",
         "</section>",
     ]
-    for section in report.sections:
-        parts.append(f'<section aria-labelledby="{escape_html(section.id)}">'
-                     f'<h2 id="{escape_html(section.id)}">{escape_html(section.title)}</h2>')
-        parts += [html_table(table, 3) for table in section.tables]
-        parts += [_figure(fig, base) for fig in section.figures]
-        parts.append("</section>")
+    parts += [_section(section, base) for section in report.body]
     parts += [
         '<footer>Made by <code>softmax-bench report</code> from the results files listed under '
         '<a href="#sources">Sources</a>. <a href="#top">Back to the top</a>.</footer>',
