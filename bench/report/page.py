@@ -11,6 +11,7 @@ Every piece of text from a results file is escaped (``render.escape_html``).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Optional
@@ -20,6 +21,7 @@ from .plots import Figure
 from .render import escape_html, html_table, link_target
 
 TITLE = "softmax-bench report"
+MIN_TEXT_PX = 9  # the smallest text a figure may show, as rendered
 
 STYLE = """
 :root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --head: #f6f8fa; --bg: #fff; --link: #0550ae;
@@ -74,6 +76,7 @@ td.k-correct::before { content: "\\2713\\00a0"; }
 td.k-recorded::before { content: "\\25cb\\00a0"; }
 ol.notes { font-size: .85rem; margin: .4rem 0 0; padding-left: 1.6rem; }
 figure { margin: 1.2rem 0; }
+.figure-wrap { max-width: 100%; overflow-x: auto; }
 img { max-width: 100%; height: auto; display: block; border: 1px solid var(--line); }
 figcaption { font-size: .9rem; margin-top: .4rem; max-width: 60rem; }
 th button { font: inherit; color: inherit; background: none; border: 0; padding: 0; cursor: pointer; text-align: inherit; }
@@ -129,11 +132,23 @@ def _finding(finding: Finding) -> str:
     return f"<li><strong>{escape_html(finding.label)}.</strong>{see}<ul>{lines}</ul></li>"
 
 
+def legible_width(fig: Figure) -> Optional[int]:
+    """The narrowest a figure may be shown (CSS px) with its smallest text still ``MIN_TEXT_PX`` high;
+    ``None`` where its sizes are unknown. SVG user units are points, so text of s pt shown w px wide is
+    s * w / width_pt px high."""
+    if not fig.width_pt or not fig.smallest_text_pt:
+        return None
+    return math.ceil(fig.width_pt * MIN_TEXT_PX / fig.smallest_text_pt)
+
+
 def _figure(fig: Figure, base: Path) -> str:
     svg = escape_html(link_target(Path(os.path.relpath(fig.svg, base)).as_posix()))
     png = escape_html(link_target(Path(os.path.relpath(fig.png, base)).as_posix()))
-    return (f'<figure id="{escape_html(fig.id)}"><a href="{svg}"><img src="{svg}" alt="{escape_html(fig.title)}">'
-            f'</a><figcaption><strong>{escape_html(fig.title)}.</strong> {escape_html(fig.caption)} '
+    width = legible_width(fig)
+    # Never narrower than its text allows: on a phone a wide figure scrolls sideways in its frame, as tables do.
+    style = f' style="min-width: {width}px"' if width else ""
+    return (f'<figure id="{escape_html(fig.id)}"><div class="figure-wrap" tabindex="0"><a href="{svg}">'
+            f'<img src="{svg}" alt="{escape_html(fig.title)}"{style}></a></div><figcaption><strong>{escape_html(fig.title)}.</strong> {escape_html(fig.caption)} '
             f'(<a href="{svg}">SVG</a>, <a href="{png}">PNG</a>)</figcaption></figure>')
 
 
