@@ -12,10 +12,11 @@ several, its fastest trusted time counts. The headline figures
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Optional, Sequence
 
 from ..core.formatting import MISSING, format_gbps, format_peak, format_percent, format_size, format_ulp
-from .tables import (Table, constant_text, dim_name, fold_constant_columns, is_reference, is_suspect, order_key,
+from .tables import (Table, constant_text, dim_name, is_reference, is_suspect, order_key,
                      speed_records, split_dims)
 
 TORCH = "torch-fused"  # the speed-up baseline: what most people run
@@ -56,10 +57,12 @@ def speedup_over_torch(backends: dict[str, dict[tuple, dict[str, Any]]], record:
     return torch["median_s"] / record["median_s"] if torch else None
 
 
-def _speedup_text(speedup: Optional[float], backend: str) -> str:
+def _speedup_text(speedup: Optional[float], backend: str, named: bool = True) -> Optional[str]:
+    """'1.70× torch-fused' ('1.70×' unless ``named``), 'torch-fused itself', or ``None`` where torch has
+    no timing to compare with."""
     if backend == TORCH:
         return f"{TORCH} itself"
-    return MISSING if speedup is None else f"{speedup:.2f}×"
+    return None if speedup is None else f"{speedup:.2f}×" + (f" {TORCH}" if named else "")
 
 
 def _ran_as(record: dict[str, Any]) -> str:
@@ -84,12 +87,11 @@ def fastest_lines(records: Sequence[dict[str, Any]]) -> list[str]:
             continue
         size = max(sizes, key=lambda s: s[0] * s[1])
         best = _winner(backends, size)
-        speedup = speedup_over_torch(backends, best)
+        speedup = _speedup_text(speedup_over_torch(backends, best), best["backend"])
         label = _group_label(varying, group)
         lines.append(f"{label + ', ' if label else ''}{format_size(*size)}: {_ran_as(best)} "
-                     f"{format_gbps(best.get('gbps'))}, {format_percent(best.get('device_copy_fraction'))} of copy, "
-                     + (f"{speedup:.2f}× {TORCH}" if speedup is not None and best["backend"] != TORCH
-                        else _speedup_text(speedup, best["backend"])) + ".")
+                     f"{format_gbps(best.get('gbps'))}, {format_percent(best.get('device_copy_fraction'))} of copy"
+                     + (f", {speedup}" if speedup else "") + ".")
     return lines
 
 
@@ -104,23 +106,30 @@ def fastest_table(records: Sequence[dict[str, Any]]) -> Optional[Table]:
             if best is None:
                 continue
             label = [str(v) for d, v in zip(HEADLINE_DIMS, group) if d in varying]
+            speedup = _speedup_text(speedup_over_torch(backends, best), best["backend"], named=False)
             rows.append(label + [format_size(*size), _ran_as(best), format_gbps(best.get("gbps")),
-                                 format_percent(best.get("device_copy_fraction")),
-                                 _speedup_text(speedup_over_torch(backends, best), best["backend"])])
+                                 format_percent(best.get("device_copy_fraction")), speedup or MISSING])
     if not rows:
         return None
     table = Table(
         title="Fastest per size",
         caption=("The fastest trusted time at each size among the backends timed there, each at the thread count it "
-                 "ran with; its effective bandwidth, its share of the fastest plain copy measured on the same device "
-                 f"in the same run (100%: the memory-bound ceiling), and its speed-up over {TORCH} (its time / the "
-                 f"winner's). Details in Time per call and Bandwidth.{constant_text(constant)}"),
+                 "ran with; its effective bandwidth and its share of the fastest plain copy measured on the same "
+                 "device in the same run (100%: the memory-bound ceiling)."),
         headers=[dim_name(d) for d in varying] + ["rows×vocab", "fastest", "GB/s", "% of copy", f"vs {TORCH}"],
         rows=rows,
         align=["left"] * (len(varying) + 2) + ["right"] * 3,
         group=len(varying),
     )
-    return fold_constant_columns(table, ["% of copy"])
+    if all(row[-1] == MISSING for row in rows):  # no torch timing anywhere: a column of dashes says nothing
+        table.headers.pop(), table.align.pop()
+        for row in table.rows:
+            row.pop()
+        table.caption += f" No {TORCH} timings here, so no speed-up over it."
+    else:
+        table.caption += f" vs {TORCH}: its time / the winner's ({MISSING} where it has no time at that size)."
+    table.caption += f" Every backend at every size: Time per call and Bandwidth.{constant_text(constant)}"
+    return table
 
 
 def _worst_text(record: dict[str, Any]) -> str:
@@ -149,8 +158,8 @@ def worst_accuracy_lines(records: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def memory_lines(records: Sequence[dict[str, Any]]) -> list[str]:
-    """Per machine, device and dtype, at the largest cross-entropy size: who needs the least memory for a
-    forward and backward, against the most."""
+    """Per machine, device and dtype, at the largest cross-entropy size with two or more figures: who needs
+    the least memory for a forward and backward, against the most."""
     full = [r for r in speed_records(records) if r.get("op") == "cross_entropy" and r.get("pass") == "full"
             and r.get("peak_bytes") is not None and not (r.get("peak_method") == "rss" and r["peak_bytes"] <= 0)]
     dims = ("machine", "device", "dtype")
@@ -161,7 +170,9 @@ def memory_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     lines = []
     for group in sorted(groups, key=lambda g: tuple(order_key(d, v) for d, v in zip(dims, g))):
         rs = groups[group]
-        size = max({(r["rows"], r["vocab"]) for r in rs}, key=lambda s: s[0] * s[1])
+        sizes = Counter((r["rows"], r["vocab"]) for r in rs)
+        compared = [s for s, n in sizes.items() if n > 1] or list(sizes)  # where someone was beaten, if anywhere
+        size = max(compared, key=lambda s: s[0] * s[1])
         at = [r for r in rs if (r["rows"], r["vocab"]) == size]
         least, most = min(at, key=lambda r: r["peak_bytes"]), max(at, key=lambda r: r["peak_bytes"])
         label = " · ".join(f"{d} {v}" for d, v in zip(dims, group) if d in varying or d == "dtype")
