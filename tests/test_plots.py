@@ -44,6 +44,8 @@ def figures():
     yield found
     for d in found.values():
         plt.close(d.fig)
+        if d.narrow is not None:
+            plt.close(d.narrow)
 
 
 def _data_lines(ax):

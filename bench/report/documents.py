@@ -42,7 +42,7 @@ def _md_section(section: Section, fmt: str, base: Path, level: int) -> list[str]
     tables = [render_table(table, fmt, heading=level + 1) for table in section.tables]
     figures = [_md_figure(fig, base) for fig in section.figures]
     findings = ["".join(_md_finding(f) for f in section.findings)] if section.findings else []
-    body = figures + findings + tables if section.figures_first else findings + tables + figures
+    body = section.in_order(tables, figures, findings)
     return [f"{'#' * level} {md_escape(section.title)}\n", *body]
 
 
@@ -149,4 +149,4 @@ def write_report(runs: Sequence[Run], records: Sequence[dict[str, Any]], out_dir
         except OSError as exc:
             raise UsageError(f"--readme {readme}: cannot write ({exc.strerror or type(exc).__name__})") from None
         written.append(Path(readme))
-    return written + [p for f in figures for p in (f.png, f.svg)]
+    return written + [p for f in figures for each in (f, f.narrow) if each for p in (each.png, each.svg)]

@@ -73,7 +73,11 @@ def _ran_as(record: dict[str, Any]) -> str:
 
 
 def _group_label(varying: Sequence[str], group: tuple) -> str:
-    return " · ".join(f"{dim_name(d)} {v}" for d, v in zip(HEADLINE_DIMS, group) if d in varying and v is not None)
+    """The values that tell groups apart, unnamed ('cpu float32 cold softmax fwd' reads without them);
+    the machine set off by a dot."""
+    values = {d: v for d, v in zip(HEADLINE_DIMS, group) if d in varying and v is not None}
+    rest = " ".join(str(values[d]) for d in HEADLINE_DIMS if d in values and d != "machine")
+    return " · ".join(str(v) for v in (values.get("machine"), rest) if v)
 
 
 def fastest_lines(records: Sequence[dict[str, Any]]) -> list[str]:

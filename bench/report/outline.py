@@ -27,15 +27,23 @@ _LISTED = 8  # items named in one summary line before "and N more"
 
 @dataclass
 class Section:
-    """A part of the report under one heading: its tables, then its figures (the headline: its figures,
-    then its findings, then its tables)."""
+    """A part of the report under one heading: its findings, tables, then figures (an opening section,
+    the headline, comes before the contents and the summary, in the order ``in_order`` says)."""
 
     id: str
     title: str
     tables: list[Table]
     figures: list[Figure] = field(default_factory=list)
     findings: list["Finding"] = field(default_factory=list)
-    figures_first: bool = False
+    opens: bool = False
+
+    def in_order(self, tables: list, figures: list, findings: list) -> list:
+        """The section's parts, rendered, in the order they are shown. The opening section: its first figure,
+        then its findings (the numbers), then its other figures and tables, so that one screen holds a
+        figure and the numbers."""
+        if self.opens:
+            return figures[:1] + findings + figures[1:] + tables
+        return findings + tables + figures
 
     @property
     def shown(self) -> bool:
@@ -71,12 +79,12 @@ class Report:
     @property
     def opening(self) -> list[Section]:
         """The sections shown before the contents and the summary: the headline, where there is one."""
-        return [s for s in self.sections if s.figures_first and s.shown]
+        return [s for s in self.sections if s.opens and s.shown]
 
     @property
     def body(self) -> list[Section]:
         """The sections shown after the summary."""
-        return [s for s in self.sections if not s.figures_first and s.shown]
+        return [s for s in self.sections if not s.opens and s.shown]
 
     @property
     def figures(self) -> list[Figure]:
@@ -207,13 +215,13 @@ def flagged(runs: Sequence[Run], records: Sequence[dict[str, Any]], warnings: Se
 
 
 def headline(records: Sequence[dict[str, Any]]) -> Section:
-    """The section a page opens with: the headline figures, then the numbers, then the fastest per size."""
+    """The section a page opens with: a headline figure, the numbers, the other figures, the fastest per size."""
     table = fastest_table(records)
     findings = [Finding("Fastest at the largest size", fastest_lines(records), [("Fastest per size", "fastest-per-size")]),
                 Finding("Worst accuracy finding per dtype", worst_accuracy_lines(records), [("Accuracy", "accuracy")]),
                 Finding("Least memory, cross_entropy full", memory_lines(records), [("Peak memory", "peak-memory")])]
     return Section("headline", "Headline", [table] if table else [], findings=[f for f in findings if f.lines],
-                   figures_first=True)
+                   opens=True)
 
 
 def build_report(runs: Sequence[Run], records: Sequence[dict[str, Any]], warnings: Sequence[str] = (),

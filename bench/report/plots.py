@@ -41,6 +41,7 @@ _CEILING = {"color": "black", "linewidth": 2.0, "alpha": 0.6}  # the copy: the c
 _PANEL_WIDTH = 3.2  # inches: a log axis needs no room per measured size
 _HEADLINE_COLUMNS = 2  # panels side by side in a headline figure
 _HEADLINE_WIDTH = 3.9  # inches per headline panel
+_HEADLINE_HEIGHT = 2.0  # inches per row of headline panels
 _HEADLINE_VOCABS = 3  # vocabularies a headline line needs
 _TOLERANCE = {"color": "black", "linewidth": 1.2, "linestyle": (0, (4, 2))}
 
@@ -56,6 +57,7 @@ class Figure:
     svg: Path
     width_pt: float = 0.0  # the SVG's width (points, its viewBox units)
     smallest_text_pt: float = 0.0  # its smallest font size (points, in the same units)
+    narrow: Optional["Figure"] = None  # the same figure, one panel a row, for narrow screens
 
     @property
     def id(self) -> str:
@@ -72,6 +74,7 @@ class _Drawn:
     title: str
     caption: str
     fig: Any
+    narrow: Any = None  # the same figure laid out for narrow screens, one panel a row
 
 
 def _pyplot():
@@ -132,16 +135,24 @@ def smallest_text_pt(fig: Any) -> float:
     return min(t.get_fontsize() for t in texts)
 
 
-def _save(plt, drawn: _Drawn, out_dir: Path) -> Figure:
-    png, svg = out_dir / f"{drawn.name}.png", out_dir / f"{drawn.name}.svg"
+def _write(plt, fig: Any, name: str, out_dir: Path, section: str, title: str, caption: str) -> Figure:
+    png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
     # No dates or random ids in the files, so regenerating unchanged results changes no bytes in git.
     # SVG text as text: its size is in the file, and the page scales the figure by it.
     with plt.rc_context({"svg.hashsalt": "softmax-bench", "svg.fonttype": "none"}):
-        drawn.fig.savefig(png, dpi=110, metadata={"Software": None})
-        drawn.fig.savefig(svg, metadata={"Date": None, "Creator": None})
-    smallest = smallest_text_pt(drawn.fig)
-    plt.close(drawn.fig)
-    return Figure(drawn.section, drawn.title, drawn.caption, png, svg, drawn.fig.get_figwidth() * 72, smallest)
+        fig.savefig(png, dpi=110, metadata={"Software": None})
+        fig.savefig(svg, metadata={"Date": None, "Creator": None})
+    smallest = smallest_text_pt(fig)
+    plt.close(fig)
+    return Figure(section, title, caption, png, svg, fig.get_figwidth() * 72, smallest)
+
+
+def _save(plt, drawn: _Drawn, out_dir: Path) -> Figure:
+    figure = _write(plt, drawn.fig, drawn.name, out_dir, drawn.section, drawn.title, drawn.caption)
+    if drawn.narrow is not None:
+        figure.narrow = _write(plt, drawn.narrow, f"{drawn.name}-narrow", out_dir, drawn.section, drawn.title,
+                               drawn.caption)
+    return figure
 
 
 def _thousands(value: float, _pos: Any = None) -> str:
@@ -362,47 +373,57 @@ def headline_figures(records: Sequence[dict[str, Any]], styles: Optional[dict] =
     return _headline_figures(groups, styles)
 
 
-def _headline_figures(groups: dict[tuple, dict], styles: dict) -> Iterator[_Drawn]:
+def _draw_headline(title: str, panels: Sequence[tuple[tuple, dict]], styles: dict, columns: int,
+                   machines: set) -> Any:
+    """One headline figure: a panel per group, ``columns`` side by side, on one share-of-copy scale."""
     plt = _pyplot()
+    where = HEADLINE_DIMS.index
+    columns = min(columns, len(panels))
+    rows_of_panels = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows_of_panels, columns, squeeze=False, layout="constrained",
+                             figsize=(0.5 + _HEADLINE_WIDTH * columns, 1.3 + _HEADLINE_HEIGHT * rows_of_panels))
+    shown, shares = set(), []
+    for ax, (group, backends) in zip(axes.flat, panels):
+        rows = _headline_rows(backends)
+        vocabs = sorted({v for by_size in backends.values() for (n, v) in by_size if n == rows})
+        _vocab_axis(ax, vocabs)
+        for backend in sorted(backends):
+            points = sorted((v, _share_of_copy(r)) for (n, v), r in backends[backend].items()
+                            if n == rows and _share_of_copy(r) is not None)
+            if points:
+                _line(ax, [p[0] for p in points], [p[1] for p in points], styles[backend], backend)
+                shares += [p[1] for p in points]
+                shown.add(backend)
+        machine = f"{group[where('machine')]}\n" if len(machines) > 1 else ""
+        ax.set_title(f"{machine}{group[where('device')]} {group[where('dtype')]} {group[where('mode')]}, "
+                     f"{rows} row{'s' if rows != 1 else ''}", fontsize=9)
+        ax.tick_params(axis="both", labelsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.set_xlabel("vocabulary (log scale)", fontsize=9)
+        ax.set_ylabel("% of same-run copy", fontsize=9)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    _share_axes([ax for ax in axes.flat if ax.get_visible()], shares)
+    _legend(fig, styles, sorted(shown), [(_CEILING, "same-run copy = 100% (ceiling)")], fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _headline_figures(groups: dict[tuple, dict], styles: dict) -> Iterator[_Drawn]:
     where = HEADLINE_DIMS.index
     machines = {g[where("machine")] for g in groups}
     for op, pass_ in sorted({(g[where("op")], g[where("pass")]) for g in groups},
                             key=lambda k: (order_key("op", k[0]), order_key("pass", k[1]))):
         panels = [(g, b) for g, b in groups.items() if (g[where("op")], g[where("pass")]) == (op, pass_)]
-        columns = min(_HEADLINE_COLUMNS, len(panels))
-        fig, axes = plt.subplots(-(-len(panels) // columns), columns, squeeze=False, layout="constrained",
-                                 figsize=(0.5 + _HEADLINE_WIDTH * columns, 1.4 + 2.6 * -(-len(panels) // columns)))
-        shown, shares = set(), []
-        for ax, (group, backends) in zip(axes.flat, panels):
-            rows = _headline_rows(backends)
-            vocabs = sorted({v for by_size in backends.values() for (n, v) in by_size if n == rows})
-            _vocab_axis(ax, vocabs)
-            for backend in sorted(backends):
-                points = sorted((v, _share_of_copy(r)) for (n, v), r in backends[backend].items()
-                                if n == rows and _share_of_copy(r) is not None)
-                if points:
-                    _line(ax, [p[0] for p in points], [p[1] for p in points], styles[backend], backend)
-                    shares += [p[1] for p in points]
-                    shown.add(backend)
-            machine = f"{group[where('machine')]}\n" if len(machines) > 1 else ""
-            ax.set_title(f"{machine}{group[where('device')]} {group[where('dtype')]} {group[where('mode')]}, "
-                         f"{rows} row{'s' if rows != 1 else ''}", fontsize=9)
-            ax.tick_params(axis="both", labelsize=9)
-            ax.grid(True, which="major", alpha=0.3)
-            ax.set_xlabel("vocabulary (log scale)", fontsize=9)
-            ax.set_ylabel("% of the same-run copy", fontsize=9)
-        for ax in list(axes.flat)[len(panels):]:
-            ax.set_visible(False)
-        _share_axes([ax for ax in axes.flat if ax.get_visible()], shares)
-        _legend(fig, styles, sorted(shown), [(_CEILING, "same-run copy = 100% (ceiling)")], fontsize=9)
-        fig.suptitle(f"{op} {pass_}: share of the memory-bound ceiling", fontsize=10)
-        caption = ("Effective bandwidth as a share of the fastest plain copy measured on the same device in the same "
-                   "run (100%, black: the memory-bound ceiling) against vocabulary on a log scale, one line per "
-                   "backend at its fastest trusted time (each at the thread count it ran with), one panel per "
-                   "machine, device, dtype and cache mode at its largest row count measured at three or more vocabularies; "
-                   "every panel on one scale. "
-                   "The numbers follow; every size is in Bandwidth.")
-        yield _Drawn(_slug(["headline", op, pass_]), "headline", f"Headline: {op} {pass_}", caption, fig)
+        title = f"{op} {pass_}: share of the memory-bound ceiling"
+        caption = ("Share of the fastest plain copy on the same device in the same run (100%, black: the memory-bound "
+                   "ceiling) against vocabulary (log), one line per backend at its fastest trusted time at its own "
+                   "thread count; per machine, device, dtype and cache mode, its most rows measured at three or more "
+                   "vocabularies. Every size: Bandwidth.")
+        fig = _draw_headline(title, panels, styles, _HEADLINE_COLUMNS, machines)
+        # The same figure one panel a row, for narrow screens (the page picks it by width).
+        narrow = _draw_headline(title, panels, styles, 1, machines) if len(panels) > 1 else None
+        yield _Drawn(_slug(["headline", op, pass_]), "headline", f"Headline: {op} {pass_}", caption, fig, narrow)
 
 
 def peak_figures(records: Sequence[dict[str, Any]], styles: Optional[dict] = None) -> Iterator[_Drawn]:
