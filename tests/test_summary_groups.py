@@ -70,4 +70,4 @@ def test_the_memory_winner_is_named_where_two_backends_were_measured():
 
     lines = headline.memory_lines(merge(load_runs([OPS]), warn=lambda message: None))
     # fused-ce failed at 256000, so the largest size where two backends compare is 128256.
-    assert lines == ["dtype bfloat16, 8×128256: fused-ce ≥ 2.0 MiB (most: torch-fused ≥ 11.7 MiB)."]
+    assert lines == ["bfloat16, 8×128256: fused-ce ≥ 2.0 MiB (most: torch-fused ≥ 11.7 MiB)."]

@@ -179,7 +179,7 @@ def memory_lines(records: Sequence[dict[str, Any]]) -> list[str]:
         size = max(compared, key=lambda s: s[0] * s[1])
         at = [r for r in rs if (r["rows"], r["vocab"]) == size]
         least, most = min(at, key=lambda r: r["peak_bytes"]), max(at, key=lambda r: r["peak_bytes"])
-        label = " · ".join(f"{d} {v}" for d, v in zip(dims, group) if d in varying or d == "dtype")
+        label = " · ".join(str(v) for d, v in zip(dims, group) if d in varying or d == "dtype")
         line = f"{label}, {format_size(*size)}: {least['backend']} {format_peak(least['peak_bytes'], least.get('peak_method'))}"
         if most is not least:
             line += f" (most: {most['backend']} {format_peak(most['peak_bytes'], most.get('peak_method'))})"
