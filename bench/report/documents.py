@@ -38,7 +38,7 @@ def _md_figure(fig: Figure, base: Path) -> str:
 
 
 def _md_section(section: Section, fmt: str, base: Path, level: int) -> list[str]:
-    """A section's heading, tables and figures (the headline: figures, findings, tables)."""
+    """A section's heading and its parts, in the order ``Section.in_order`` gives."""
     tables = [render_table(table, fmt, heading=level + 1) for table in section.tables]
     figures = [_md_figure(fig, base) for fig in section.figures]
     findings = ["".join(_md_finding(f) for f in section.findings)] if section.findings else []
@@ -47,7 +47,8 @@ def _md_section(section: Section, fmt: str, base: Path, level: int) -> list[str]
 
 
 def render_markdown(report: Report, fmt: str, base: Path, level: int = 2) -> str:
-    """Summary, then each section's tables (markdown or github) and plots, linked relative to ``base``.
+    """The headline, the summary, then each section's tables (markdown or github) and plots, linked
+    relative to ``base``.
 
     ``level`` is the heading level of the summary and the sections; tables get the next one.
     """

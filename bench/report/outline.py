@@ -1,7 +1,8 @@
-"""What a report says, in order: a summary first, then sections of tables and figures.
+"""What a report says, in order: the headline, a summary, then sections of tables and figures.
 
 ``build_report`` turns loaded runs and their merged records into a
-``Report``: the findings of the summary (what was run, the fastest backend per
+``Report``: the headline (its figures, its numbers from ``headline``, the
+fastest per size), the findings of the summary (what was run, the fastest backend per
 size, which backends fail which cases, what is flagged), each pointing at the
 section that holds the detail, and the sections themselves (speed, accuracy,
 sources). The documents (``documents``: markdown, LaTeX; ``page``: HTML)
