@@ -63,6 +63,9 @@ def test_the_worst_accuracy_finding_names_jax_bfloat16():
     (bf16,) = [line for line in lines if line.startswith("bfloat16")]
     assert "worst that passed: jax 73.4 ULP (randn_scale_30 on cpu)" in bf16
     assert [line.split(",")[0] for line in lines] == ["float64", "float32", "float16", "bfloat16"]
+    # A failed check's ULP can be small (a row of zeros): the line says how it failed, and how many did.
+    (f16,) = [line for line in lines if line.startswith("float16")]
+    assert "failed, the largest error jax 0.250 ULP (uniform_65536 on cpu, zeros)" in f16
 
 
 def test_the_memory_winner_is_named_where_two_backends_were_measured():

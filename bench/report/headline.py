@@ -137,8 +137,11 @@ def fastest_table(records: Sequence[dict[str, Any]]) -> Optional[Table]:
 
 
 def _worst_text(record: dict[str, Any]) -> str:
+    """'lse 712 ULP (randn_scale_100 on cpu)'; a failed check also says how it failed ('zeros'): its ULP
+    figure alone may be small (a row of zeros is 1 ULP from a tiny probability)."""
     device = f" on {record['device']}" if record.get("device") else ""
-    return f"{record['backend']} {format_ulp(record['max_ulp'])} ULP ({record['case']}{device})"
+    how = f", {record['behaviour']}" if record.get("passed") is False and record.get("behaviour") else ""
+    return f"{record['backend']} {format_ulp(record['max_ulp'])} ULP ({record['case']}{device}{how})"
 
 
 def worst_accuracy_lines(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -147,16 +150,22 @@ def worst_accuracy_lines(records: Sequence[dict[str, Any]]) -> list[str]:
     Softmax only, as the Accuracy table: a ULP figure of log_softmax or a gradient near zero is huge
     and says nothing; cases with no single right answer (recorded) have no error to rank.
     """
-    checks = [r for r in records if r["kind"] == "check" and not is_reference(r) and r.get("max_ulp") is not None
+    checks = [r for r in records if r["kind"] == "check" and not is_reference(r)
               and r.get("op", "softmax") == "softmax" and r.get("passed") is not None]
     lines = []
     for dtype in sorted({r["dtype"] for r in checks}, key=lambda d: order_key("dtype", d)):
         mine = [r for r in checks if r["dtype"] == dtype]
         parts = []
-        for verdict, passed in (("passed", True), ("failed", False)):
-            judged = [r for r in mine if r["passed"] is passed]
-            if judged:
-                parts.append(f"worst that {verdict}: {_worst_text(max(judged, key=lambda r: r['max_ulp']))}")
+        passed = [r for r in mine if r["passed"] and r.get("max_ulp") is not None]
+        failed = [r for r in mine if not r["passed"]]
+        measured = [r for r in failed if r.get("max_ulp") is not None]  # a row of NaN has no error figure
+        if passed:
+            parts.append(f"worst that passed: {_worst_text(max(passed, key=lambda r: r['max_ulp']))}")
+        if failed:
+            largest = max(measured, key=lambda r: r["max_ulp"]) if measured else None
+            parts.append(f"{len(failed)} failed" + (f", the largest error {_worst_text(largest)}" if largest else ""))
+        if not parts:
+            continue
         lines.append(f"{dtype}, softmax: {'; '.join(parts)}.")
     return lines
 
