@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 
@@ -55,6 +56,7 @@ window.addEventListener("load", function () {
     innerWidth: window.innerWidth,
     scrollWidth: document.documentElement.scrollWidth,
     images: all("img").map(function (img) { return [img.getAttribute("src"), img.complete && img.naturalWidth > 0]; }),
+    figureWidths: all("figure img").map(function (img) { return [img.currentSrc, img.getBoundingClientRect().width]; }),
     links: all('a[href^="#"]').map(function (a) { return a.getAttribute("href").slice(1); }),
     ids: all("[id]").map(function (el) { return el.id; }),
     findings: all("#summary ~ ul.findings > li").length,
@@ -67,6 +69,11 @@ window.addEventListener("load", function () {
     stickyRows: all("tbody th[scope=row]").filter(function (th) { return getComputedStyle(th).position !== "sticky"; }).length,
     headings: all("h1, h2, h3").map(function (h) { return [h.tagName, h.id]; })
   };
+  // Where the headline's first figure and its numbers sit (px from the top of the page).
+  var headline = document.querySelector("section[aria-labelledby=headline]");
+  var top = function (el) { return el ? el.getBoundingClientRect().top + window.scrollY : null; };
+  result.headlineFigure = headline && top(headline.querySelector("figure"));
+  result.headlineNumbers = headline && top(headline.querySelector("ul.findings"));
   // Sorting: the page's script turns headers into buttons; a click on the first number column must
   // order the first group's rows by their numbers (measured last: it moves rows, not widths).
   var table = document.querySelector("table.sortable");
@@ -162,6 +169,44 @@ def assert_readable(measured: dict[int, dict]) -> None:
         assert tags[0] == "H1" and "H2" in tags and "H3" in tags and all(id_ for _, id_ in m["headings"])
 
 
+MIN_TEXT_PX = 9
+
+
+def smallest_text_px(page: Path, measured: dict) -> list[tuple[str, float]]:
+    """(figure, the height of its smallest text as rendered, px) for every SVG figure on the page at one width:
+    the SVG's smallest font size (in its viewBox units) scaled by the width the image is shown at."""
+    found = []
+    for src, shown in measured["figureWidths"]:  # the file the browser chose (a narrow layout, on a phone)
+        src = unquote(urlparse(src).path).rsplit("/", 1)[-1]
+        svg = (page.parent / src).read_text()
+        view_width = float(re.search(r'viewBox="0 0 ([\d.]+) ', svg).group(1))
+        sizes = [float(size) for size in re.findall(r"font-size:\s*([\d.]+)px", svg)]
+        assert sizes, f"{src}: no text in the SVG (drawn as paths?), its size cannot be read"
+        found.append((src, min(sizes) * shown / view_width))
+    return found
+
+
+def assert_legible_figures(page: Path, measured: dict[int, dict]) -> None:
+    for width, m in measured.items():
+        assert m["figureWidths"], "figures on the page"
+        small = [(src, round(px, 1)) for src, px in smallest_text_px(page, m) if px < MIN_TEXT_PX]
+        assert small == [], f"figure text under {MIN_TEXT_PX} px at {width} px: {small}"
+
+
+FIRST_SCREEN = 900  # px: the window height the issue measured the page in
+
+
+def assert_headline_on_the_first_screen(measured: dict[int, dict]) -> None:
+    """At a laptop's and a desktop's width the headline figure and its numbers start on the first screen;
+    on a phone the figure has its one-panel-a-row layout."""
+    for width in (1024, 1920):
+        m = measured[width]
+        assert m["headlineFigure"] is not None and m["headlineFigure"] < m["headlineNumbers"] < FIRST_SCREEN, (
+            f"at {width} px the headline figure starts at {m['headlineFigure']} px, its numbers at "
+            f"{m['headlineNumbers']} px")
+    assert measured[360]["figureWidths"][0][0].endswith("-narrow.svg")
+
+
 @pytest.fixture(scope="module")
 def fresh_page(tmp_path_factory) -> Path:
     """A page made now from three fixtures (two machines, the newer fields) and a rerun's warning.
@@ -185,7 +230,9 @@ def fresh_page(tmp_path_factory) -> Path:
 def test_a_fresh_page_reads_at_every_width(fresh_page):
     measured = probe(fresh_page)
     assert_readable(measured)
-    assert len(measured[360]["images"]) == 3
+    assert_legible_figures(fresh_page, measured)
+    assert_headline_on_the_first_screen(measured)
+    assert len(measured[360]["images"]) == 4
 
 
 def test_the_published_page_reads_at_every_width_and_its_screenshots_are_kept(tmp_path_factory):
@@ -194,6 +241,8 @@ def test_the_published_page_reads_at_every_width_and_its_screenshots_are_kept(tm
     folder = tmp_path_factory.mktemp("screenshots")
     measured = probe(PUBLISHED, shots=folder)
     assert_readable(measured)
+    assert_legible_figures(PUBLISHED, measured)
+    assert_headline_on_the_first_screen(measured)
     assert len(measured[1920]["images"]) >= 6
     for width in WIDTHS:
         shot = folder / f"report-{width}.png"
@@ -226,3 +275,13 @@ def test_the_checks_catch_numbers_that_wrap(fresh_page):
     assert m["brokenNumbers"], "some number cells wrap"
     with pytest.raises(AssertionError, match="numbers broken across lines at 360 px"):
         assert_readable({360: m})
+
+
+def test_the_text_size_check_catches_figures_shrunk_to_a_phone(fresh_page):
+    """Negative control: without the page's minimum widths, the figures shrink to 360 px and their text
+    with them, below 9 px."""
+    shrunk = fresh_page.with_name("shrunk.html")
+    shrunk.write_text(re.sub(r' style="--min[^"]*"', "", fresh_page.read_text()))
+    m = probe(shrunk, widths=(360,))
+    with pytest.raises(AssertionError, match="figure text under 9 px at 360 px"):
+        assert_legible_figures(shrunk, m)

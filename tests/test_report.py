@@ -396,7 +396,9 @@ def test_out_writes_report_and_plots_linked_from_it(tmp_path, cli):
     names = sorted(p.name for p in out_dir.iterdir())
     assert names == ["bandwidth-cpu-float32-warm.png", "bandwidth-cpu-float32-warm.svg",
                      "bandwidth-cuda-float32-warm.png", "bandwidth-cuda-float32-warm.svg",
-                     "error-cuda-float32.png", "error-cuda-float32.svg", "notes.txt", "report.md"]
+                     "error-cuda-float32.png", "error-cuda-float32.svg",
+                     "headline-softmax-fwd-narrow.png", "headline-softmax-fwd-narrow.svg",  # one panel a row, for phones
+                     "headline-softmax-fwd.png", "headline-softmax-fwd.svg", "notes.txt", "report.md"]
     for png in out_dir.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     for svg in out_dir.glob("*.svg"):
@@ -404,13 +406,16 @@ def test_out_writes_report_and_plots_linked_from_it(tmp_path, cli):
         assert "<svg" in text and "torch-fused" in text
     document = (out_dir / "report.md").read_text()
     for name in names:
-        if name.endswith((".png", ".svg")):
+        if name.endswith((".png", ".svg")) and "-narrow." not in name:  # the page's alone
             assert f"({name})" in document
+    # The headline comes first: its figure, then the summary.
+    assert document.index("## Headline") < document.index("(headline-softmax-fwd.png)") < document.index("## Summary")
     for heading in ("## Summary", "## Speed", "### Time per call", "### Bandwidth", "### Accuracy",
                     "### Overflow behaviour", "## Sources"):
         assert f"\n{heading}\n" in document
     assert out.split() == [str(out_dir / n) for n in ["report.md"] + [
-        "bandwidth-cpu-float32-warm.png", "bandwidth-cpu-float32-warm.svg",
+        "headline-softmax-fwd.png", "headline-softmax-fwd.svg", "headline-softmax-fwd-narrow.png",
+        "headline-softmax-fwd-narrow.svg", "bandwidth-cpu-float32-warm.png", "bandwidth-cpu-float32-warm.svg",
         "bandwidth-cuda-float32-warm.png", "bandwidth-cuda-float32-warm.svg",
         "error-cuda-float32.png", "error-cuda-float32.svg"]]
 

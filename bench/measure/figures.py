@@ -235,6 +235,18 @@ def tolerance(op: str, path: str, dtype: str, x: np.ndarray, hi: np.ndarray, giv
     return SLACK * (rel * p * total + u * (np.abs(dy) + np.abs(hi))) + ftz * (1 + np.abs(dy))
 
 
+
+def softmax_tolerance_ulp(case: Case, dtype: str) -> float:
+    """The softmax check's tolerance on ``case`` in ULP (``spacing``'s, as ``max_ulp`` is counted) at the
+    largest entry of each row, the smallest over the rows: the entries that carry the probability mass.
+    Entries further below their row's maximum are allowed more. For plots; the softmax is taken in float64."""
+    x = _rows(case.inputs(dtype), case.axis)
+    e = np.exp(x - np.max(x, axis=1, keepdims=True))
+    hi = e / np.sum(e, axis=1, keepdims=True)
+    ratio = tolerance("softmax", "value", dtype, x, hi, {}) / spacing(hi, dtype)
+    return float(np.min(np.take_along_axis(ratio, np.argmax(hi, axis=1)[:, None], axis=1)))
+
+
 @dataclass
 class Verdict:
     """The figures of one output against the reference, and what they mean."""

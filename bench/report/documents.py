@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from ..errors import UsageError
-from .outline import Finding, Report, build_report
+from .outline import Finding, Report, Section, build_report
 from .page import TITLE, render_page
 from .plots import PLOT_PATTERNS, Figure, write_plots
 from .render import FORMATS, latex_escape, link_target, md_escape, render_table
@@ -37,26 +37,38 @@ def _md_figure(fig: Figure, base: Path) -> str:
     return f"![{md_escape(fig.title)}]({png})\n\n{md_escape(fig.caption)} ([SVG]({svg}))\n"
 
 
+def _md_section(section: Section, fmt: str, base: Path, level: int) -> list[str]:
+    """A section's heading and its parts, in the order ``Section.in_order`` gives."""
+    tables = [render_table(table, fmt, heading=level + 1) for table in section.tables]
+    figures = [_md_figure(fig, base) for fig in section.figures]
+    findings = ["".join(_md_finding(f) for f in section.findings)] if section.findings else []
+    body = section.in_order(tables, figures, findings)
+    return [f"{'#' * level} {md_escape(section.title)}\n", *body]
+
+
 def render_markdown(report: Report, fmt: str, base: Path, level: int = 2) -> str:
-    """Summary, then each section's tables (markdown or github) and plots, linked relative to ``base``.
+    """The headline, the summary, then each section's tables (markdown or github) and plots, linked
+    relative to ``base``.
 
     ``level`` is the heading level of the summary and the sections; tables get the next one.
     """
-    parts = [f"{'#' * level} Summary\n\n" + "".join(_md_finding(f) for f in report.findings)]
-    for section in report.sections:
-        parts.append(f"{'#' * level} {md_escape(section.title)}\n")
-        parts += [render_table(table, fmt, heading=level + 1) for table in section.tables]
-        parts += [_md_figure(fig, base) for fig in section.figures]
+    summary = f"{'#' * level} Summary\n\n" + "".join(_md_finding(f) for f in report.findings)
+    parts = [p for section in report.opening for p in _md_section(section, fmt, base, level)] + [summary]
+    parts += [p for section in report.body for p in _md_section(section, fmt, base, level)]
     return "\n".join(parts)
 
 
 def render_latex(report: Report) -> str:
     """The summary as a list, then every table (booktabs); plots are files beside it."""
-    items = "".join(f"\\item \\textbf{{{latex_escape(f.label)}.}} {latex_escape(' '.join(f.lines))}\n"
-                    for f in report.findings)
-    parts = [f"\\section*{{Summary}}\n\\begin{{itemize}}\n{items}\\end{{itemize}}\n"]
-    for section in report.sections:
+    def items(findings: Sequence[Finding]) -> str:
+        return "".join(f"\\item \\textbf{{{latex_escape(f.label)}.}} {latex_escape(' '.join(f.lines))}\n"
+                       for f in findings)
+
+    parts = [f"\\section*{{Summary}}\n\\begin{{itemize}}\n{items(report.findings)}\\end{{itemize}}\n"]
+    for section in report.opening + report.body:
         parts.append(f"\\section*{{{latex_escape(section.title)}}}\n")
+        if section.findings:
+            parts.append(f"\\begin{{itemize}}\n{items(section.findings)}\\end{{itemize}}\n")
         parts += [render_table(table, "latex") for table in section.tables]
     return "\n".join(parts)
 
@@ -138,4 +150,4 @@ def write_report(runs: Sequence[Run], records: Sequence[dict[str, Any]], out_dir
         except OSError as exc:
             raise UsageError(f"--readme {readme}: cannot write ({exc.strerror or type(exc).__name__})") from None
         written.append(Path(readme))
-    return written + [p for f in figures for p in (f.png, f.svg)]
+    return written + [p for f in figures for each in (f, f.narrow) if each for p in (each.png, each.svg)]

@@ -1,7 +1,8 @@
-"""What a report says, in order: a summary first, then sections of tables and figures.
+"""What a report says, in order: the headline, a summary, then sections of tables and figures.
 
 ``build_report`` turns loaded runs and their merged records into a
-``Report``: the findings of the summary (what was run, the fastest backend per
+``Report``: the headline (its figures, its numbers from ``headline``, the
+fastest per size), the findings of the summary (what was run, the fastest backend per
 size, which backends fail which cases, what is flagged), each pointing at the
 section that holds the detail, and the sections themselves (speed, accuracy,
 sources). The documents (``documents``: markdown, LaTeX; ``page``: HTML)
@@ -16,6 +17,7 @@ from typing import Any, Optional, Sequence
 
 from ..measure.cases import names as case_names
 from ..core.formatting import format_size
+from .headline import fastest_lines, fastest_table, memory_lines, worst_accuracy_lines
 from .plots import Figure
 from .runs import Run
 from .tables import (SPEED_DIMS, Table, accuracy_table, bandwidth_table, dim_name, is_reference, is_suspect, join_words, order_key,
@@ -26,12 +28,28 @@ _LISTED = 8  # items named in one summary line before "and N more"
 
 @dataclass
 class Section:
-    """A part of the report under one heading: its tables, then its figures."""
+    """A part of the report under one heading: its findings, tables, then figures (an opening section,
+    the headline, comes before the contents and the summary, in the order ``in_order`` says)."""
 
     id: str
     title: str
     tables: list[Table]
     figures: list[Figure] = field(default_factory=list)
+    findings: list["Finding"] = field(default_factory=list)
+    opens: bool = False
+
+    def in_order(self, tables: list, figures: list, findings: list) -> list:
+        """The section's parts, rendered, in the order they are shown. The opening section: its first figure,
+        then its findings (the numbers), then its other figures and tables, so that one screen holds a
+        figure and the numbers."""
+        if self.opens:
+            return figures[:1] + findings + figures[1:] + tables
+        return findings + tables + figures
+
+    @property
+    def shown(self) -> bool:
+        """Whether the section has anything to show (a report of checks only has no headline figures)."""
+        return bool(self.tables or self.figures or self.findings)
 
 
 @dataclass
@@ -58,6 +76,16 @@ class Report:
         by_id = {s.id: s for s in self.sections}
         for fig in figures:
             by_id[fig.section].figures.append(fig)
+
+    @property
+    def opening(self) -> list[Section]:
+        """The sections shown before the contents and the summary: the headline, where there is one."""
+        return [s for s in self.sections if s.opens and s.shown]
+
+    @property
+    def body(self) -> list[Section]:
+        """The sections shown after the summary."""
+        return [s for s in self.sections if not s.opens and s.shown]
 
     @property
     def figures(self) -> list[Figure]:
@@ -187,6 +215,16 @@ def flagged(runs: Sequence[Run], records: Sequence[dict[str, Any]], warnings: Se
     return Finding("Flagged", lines, links + ([("Sources", "sources")] if dirty else []))
 
 
+def headline(records: Sequence[dict[str, Any]]) -> Section:
+    """The section a page opens with: a headline figure, the numbers, the other figures, the fastest per size."""
+    table = fastest_table(records)
+    findings = [Finding("Fastest at the largest size", fastest_lines(records), [("Fastest per size", "fastest-per-size")]),
+                Finding("Worst accuracy finding per dtype", worst_accuracy_lines(records), [("Accuracy", "accuracy")]),
+                Finding("Least memory, cross_entropy full", memory_lines(records), [("Peak memory", "peak-memory")])]
+    return Section("headline", "Headline", [table] if table else [], findings=[f for f in findings if f.lines],
+                   opens=True)
+
+
 def build_report(runs: Sequence[Run], records: Sequence[dict[str, Any]], warnings: Sequence[str] = (),
                  base: Optional[Path] = None, made: Sequence[str] = ()) -> Report:
     """The summary and the sections of tables (figures are added by whoever draws them).
@@ -202,6 +240,7 @@ def build_report(runs: Sequence[Run], records: Sequence[dict[str, Any]], warning
         if peak is not None:
             speed.append(peak)
     sections = [
+        headline(records),
         Section("speed", "Speed", speed),
         Section("correctness", "Correctness", [accuracy_table(records), overflow_table(records)]),
         Section("sources", "Sources", [sources_table(runs, base)]),

@@ -11,15 +11,18 @@ Every piece of text from a results file is escaped (``render.escape_html``).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Optional
 
-from .outline import Finding, Report
+from .outline import Finding, Report, Section
 from .plots import Figure
 from .render import escape_html, html_table, link_target
 
 TITLE = "softmax-bench report"
+MIN_TEXT_PX = 9  # the smallest text a figure may show, as rendered
+NARROW_PX = 700  # windows up to this wide get a figure's narrow layout, where it has one
 
 STYLE = """
 :root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --head: #f6f8fa; --bg: #fff; --link: #0550ae;
@@ -74,6 +77,8 @@ td.k-correct::before { content: "\\2713\\00a0"; }
 td.k-recorded::before { content: "\\25cb\\00a0"; }
 ol.notes { font-size: .85rem; margin: .4rem 0 0; padding-left: 1.6rem; }
 figure { margin: 1.2rem 0; }
+.figure-wrap { max-width: 100%; overflow-x: auto; }
+.figure-wrap img { min-width: var(--min, 0); }
 img { max-width: 100%; height: auto; display: block; border: 1px solid var(--line); }
 figcaption { font-size: .9rem; margin-top: .4rem; max-width: 60rem; }
 th button { font: inherit; color: inherit; background: none; border: 0; padding: 0; cursor: pointer; text-align: inherit; }
@@ -81,7 +86,7 @@ th[aria-sort=ascending] button::after { content: " \\25b2"; }
 th[aria-sort=descending] button::after { content: " \\25bc"; }
 footer { margin-top: 3rem; font-size: .85rem; color: var(--muted); }
 @media (max-width: 600px) { main { padding: .6rem .6rem 2rem; } h1 { font-size: 1.4rem; } }
-"""
+""" + f"@media (max-width: {NARROW_PX}px) {{ .figure-wrap img {{ min-width: var(--min-narrow, var(--min, 0)); }} }}\n"
 
 # Sort a table by a column on click: numbers by their data-sort key, text otherwise; rows
 # without a value last; each <tbody> (a group of rows) on its own. Without it the page still reads.
@@ -129,17 +134,49 @@ def _finding(finding: Finding) -> str:
     return f"<li><strong>{escape_html(finding.label)}.</strong>{see}<ul>{lines}</ul></li>"
 
 
+def legible_width(fig: Figure) -> Optional[int]:
+    """The narrowest a figure may be shown (CSS px) with its smallest text still ``MIN_TEXT_PX`` high;
+    ``None`` where its sizes are unknown. SVG user units are points, so text of s pt shown w px wide is
+    s * w / width_pt px high."""
+    if not fig.width_pt or not fig.smallest_text_pt:
+        return None
+    return math.ceil(fig.width_pt * MIN_TEXT_PX / fig.smallest_text_pt)
+
+
+def _href(path: Path, base: Path) -> str:
+    return escape_html(link_target(Path(os.path.relpath(path, base)).as_posix()))
+
+
 def _figure(fig: Figure, base: Path) -> str:
-    svg = escape_html(link_target(Path(os.path.relpath(fig.svg, base)).as_posix()))
-    png = escape_html(link_target(Path(os.path.relpath(fig.png, base)).as_posix()))
-    return (f'<figure id="{escape_html(fig.id)}"><a href="{svg}"><img src="{svg}" alt="{escape_html(fig.title)}">'
-            f'</a><figcaption><strong>{escape_html(fig.title)}.</strong> {escape_html(fig.caption)} '
-            f'(<a href="{svg}">SVG</a>, <a href="{png}">PNG</a>)</figcaption></figure>')
+    svg, png = _href(fig.svg, base), _href(fig.png, base)
+    # Never narrower than its text allows: on a phone a wide figure scrolls sideways in its frame, as tables
+    # do; one with a narrow layout (one panel a row) shows that instead, below NARROW_PX.
+    widths = [f"--min: {legible_width(fig)}px"] if legible_width(fig) else []
+    source = ""
+    if fig.narrow is not None:
+        source = f'<source media="(max-width: {NARROW_PX}px)" srcset="{_href(fig.narrow.svg, base)}">'
+        widths += [f"--min-narrow: {legible_width(fig.narrow)}px"] if legible_width(fig.narrow) else []
+    style = f' style="{"; ".join(widths)}"' if widths else ""
+    return (f'<figure id="{escape_html(fig.id)}"><div class="figure-wrap" tabindex="0"><a href="{svg}"><picture>'
+            f'{source}<img src="{svg}" alt="{escape_html(fig.title)}"{style}></picture></a></div><figcaption>'
+            f'<strong>{escape_html(fig.title)}.</strong> {escape_html(fig.caption)} '
+            f'(<a href="{svg}">SVG</a>, <a href="{png}">PNG</a>)</figcaption></figure>\n')
+
+
+def _section(section: Section, base: Path) -> str:
+    """One section, its parts in the order ``Section.in_order`` gives."""
+    tables = [html_table(table, 3) for table in section.tables]
+    figures = [_figure(fig, base) for fig in section.figures]
+    findings = (['<ul class="findings">' + "".join(_finding(f) for f in section.findings) + "</ul>"]
+                if section.findings else [])
+    body = section.in_order(tables, figures, findings)
+    return "\n".join([f'<section aria-labelledby="{escape_html(section.id)}">'
+                      f'<h2 id="{escape_html(section.id)}">{escape_html(section.title)}</h2>', *body, "</section>"])
 
 
 def _contents(report: Report) -> str:
     items = ['<li><a href="#summary">Summary</a></li>']
-    for section in report.sections:
+    for section in report.opening + report.body:
         subs = "".join(f'<li><a href="#{escape_html(t.id)}">{escape_html(t.title)}</a></li>' for t in section.tables)
         if section.figures:
             subs += f'<li><a href="#{escape_html(section.figures[0].id)}">Figures</a></li>'
@@ -165,17 +202,14 @@ def render_page(report: Report, base: Optional[Path] = None) -> str:
         "<main>",
         f'<header><h1 id="top">{escape_html(TITLE)}</h1>'
         f'<p class="lede">{escape_html("; ".join(machines))}. From {escape_html(files)}.</p></header>',
+        # The headline (a figure, then the numbers) opens the page, above the contents: the first screen shows it.
+        *[_section(section, base) for section in report.opening],
         _contents(report),
         '<section aria-labelledby="summary"><h2 id="summary">Summary</h2>',
         '<ul class="findings">' + "".join(_finding(f) for f in report.findings) + "</ul>",
         "</section>",
     ]
-    for section in report.sections:
-        parts.append(f'<section aria-labelledby="{escape_html(section.id)}">'
-                     f'<h2 id="{escape_html(section.id)}">{escape_html(section.title)}</h2>')
-        parts += [html_table(table, 3) for table in section.tables]
-        parts += [_figure(fig, base) for fig in section.figures]
-        parts.append("</section>")
+    parts += [_section(section, base) for section in report.body]
     parts += [
         '<footer>Made by <code>softmax-bench report</code> from the results files listed under '
         '<a href="#sources">Sources</a>. <a href="#top">Back to the top</a>.</footer>',

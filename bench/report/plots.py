@@ -1,14 +1,18 @@
-"""The report's plots (PNG and SVG): bandwidth against vocabulary, error against logit scale, peak memory.
+"""The report's plots (PNG and SVG): the headline, bandwidth against vocabulary, error against logit scale,
+peak memory.
 
 Every backend keeps one colour, one marker and one line style in every
 figure of a report, and markers are hollow, so lines that lie on top of each
-other stay visible. Each panel's axes are set from its own data (lines and
-ceiling included), never shared. A point with no figure (failed, skipped,
-not measured) is an ``x`` at the bottom of its panel, and a suspect timing
-gets a red ring; the figure's caption names them. Legends sit below the
-panels, outside the data. Vocabularies are placed evenly (the measured
-sizes, in order), so their labels never collide, which ``overlapping_labels``
-checks on the rendered text.
+other stay visible. Vocabulary and logit scale sit on log axes (a size is a
+quantity, not a category), ticked at 1, 2 and 5 x 10^k so labels never
+collide, which ``overlapping_labels`` checks on the rendered text. Panels
+that show a share of the same-run copy share one y-range that reaches 100%,
+where the copy (the ceiling) is drawn; GB/s and error panels take their own
+log range, ceiling and tolerance lines included. A point with no figure
+(failed, skipped, not measured) is an ``x`` at the bottom of its panel, and a
+suspect timing gets a red ring; the figure's caption names them. Legends sit
+below the panels, outside the data. SVG text stays text (its size is in the
+file), so the page can keep every figure's text legible at any width.
 """
 
 from __future__ import annotations
@@ -19,15 +23,27 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from ..core.formatting import format_size
+from ..measure.cases import find as find_case
+from ..measure.figures import softmax_tolerance_ulp
+from .headline import HEADLINE_DIMS, best_per_backend
 from .tables import SPEED_DIMS, is_reference, is_suspect, join_words, order_key, slug, speed_records, split_dims
 
 # Plot files this module owns in an --out folder: stale ones are removed on rewrite.
-PLOT_PATTERNS = tuple(f"{kind}-*.{ext}" for kind in ("bandwidth", "error", "peak") for ext in ("png", "svg"))
+PLOT_PATTERNS = tuple(f"{kind}-*.{ext}" for kind in ("headline", "bandwidth", "error", "peak") for ext in ("png", "svg"))
 MARKERS = ("o", "s", "^", "D", "v", "P", "h", "<", ">", "*", "p", "d")
 LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 2)), (0, (6, 2, 2, 2)))
 _MISSING_Y = 0.03  # axes fraction where an 'x' marks a point with no figure
 _LISTED = 6
 _DODGE = 0.01  # decades between neighbouring backends' points on a log x axis
+_X_PAD = 1.25  # factor of room beyond the smallest and largest vocabulary on a log axis
+_SHARE_TOP = 1.1  # room above 100% (or the largest share) on a share-of-copy axis
+_CEILING = {"color": "black", "linewidth": 2.0, "alpha": 0.6}  # the copy: the ceiling line wherever it is drawn
+_PANEL_WIDTH = 3.2  # inches: a log axis needs no room per measured size
+_HEADLINE_COLUMNS = 2  # panels side by side in a headline figure
+_HEADLINE_WIDTH = 3.9  # inches per headline panel
+_HEADLINE_HEIGHT = 2.0  # inches per row of headline panels
+_HEADLINE_VOCABS = 3  # vocabularies a headline line needs
+_TOLERANCE = {"color": "black", "linewidth": 1.2, "linestyle": (0, (4, 2))}
 
 
 @dataclass
@@ -39,6 +55,9 @@ class Figure:
     caption: str  # what it shows and what its marks mean
     png: Path
     svg: Path
+    width_pt: float = 0.0  # the SVG's width (points, its viewBox units)
+    smallest_text_pt: float = 0.0  # its smallest font size (points, in the same units)
+    narrow: Optional["Figure"] = None  # the same figure, one panel a row, for narrow screens
 
     @property
     def id(self) -> str:
@@ -55,6 +74,7 @@ class _Drawn:
     title: str
     caption: str
     fig: Any
+    narrow: Any = None  # the same figure laid out for narrow screens, one panel a row
 
 
 def _pyplot():
@@ -108,24 +128,62 @@ def _panel_name(dims: Sequence[str], key: tuple, shown: Sequence[str], machines:
     return title, slug_parts
 
 
-def _save(plt, drawn: _Drawn, out_dir: Path) -> Figure:
-    png, svg = out_dir / f"{drawn.name}.png", out_dir / f"{drawn.name}.svg"
+def smallest_text_pt(fig: Any) -> float:
+    """The smallest font size of any visible text ``fig`` draws (points)."""
+    texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_fontsize") and hasattr(a, "get_text"))
+             if t.get_visible() and str(t.get_text()).strip()]
+    return min(t.get_fontsize() for t in texts)
+
+
+def _write(plt, fig: Any, name: str, out_dir: Path, section: str, title: str, caption: str) -> Figure:
+    png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
     # No dates or random ids in the files, so regenerating unchanged results changes no bytes in git.
-    with plt.rc_context({"svg.hashsalt": "softmax-bench"}):
-        drawn.fig.savefig(png, dpi=110, metadata={"Software": None})
-        drawn.fig.savefig(svg, metadata={"Date": None, "Creator": None})
-    plt.close(drawn.fig)
-    return Figure(drawn.section, drawn.title, drawn.caption, png, svg)
+    # SVG text as text: its size is in the file, and the page scales the figure by it.
+    with plt.rc_context({"svg.hashsalt": "softmax-bench", "svg.fonttype": "none"}):
+        fig.savefig(png, dpi=110, metadata={"Software": None})
+        fig.savefig(svg, metadata={"Date": None, "Creator": None})
+    smallest = smallest_text_pt(fig)
+    plt.close(fig)
+    return Figure(section, title, caption, png, svg, fig.get_figwidth() * 72, smallest)
 
 
-def _categories(ax, values: Sequence[int]) -> dict[int, int]:
-    """Measured values placed evenly along x, labelled exactly; returns value -> position."""
-    from matplotlib.ticker import NullLocator
+def _save(plt, drawn: _Drawn, out_dir: Path) -> Figure:
+    figure = _write(plt, drawn.fig, drawn.name, out_dir, drawn.section, drawn.title, drawn.caption)
+    if drawn.narrow is not None:
+        figure.narrow = _write(plt, drawn.narrow, f"{drawn.name}-narrow", out_dir, drawn.section, drawn.title,
+                               drawn.caption)
+    return figure
 
-    ax.set_xticks(range(len(values)), [f"{v}" for v in values])
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlim(-0.5, len(values) - 0.5)
-    return {v: i for i, v in enumerate(values)}
+
+def _thousands(value: float, _pos: Any = None) -> str:
+    """A tick label of a vocabulary: 500, 2k, 50k, 1M."""
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:g}{unit}"
+    return f"{value:g}"
+
+
+def _vocab_axis(ax, vocabs: Sequence[int]) -> None:
+    """Log x over the measured vocabularies: ticks at 1, 2, 5 x 10^k (only 10^k across more than two
+    decades), labelled 2k, 50k; a lone vocabulary is ticked at itself."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    low, high = min(vocabs) / _X_PAD, max(vocabs) * _X_PAD
+    ax.set_xscale("log")
+    ax.set_xlim(low, high)
+    wide = high / low > 10 ** 2.2
+    ax.xaxis.set_major_locator(FixedLocator([vocabs[0]]) if len(set(vocabs)) == 1 else
+                               LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0), numticks=12))
+    ax.xaxis.set_major_formatter(FuncFormatter(_thousands))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _share_axes(axes: Sequence[Any], values: Sequence[float]) -> None:
+    """One y-range for every share-of-copy panel of a figure, from 0 to past 100%, with the 100% line."""
+    top = max([100.0, *values]) * _SHARE_TOP
+    for ax in axes:
+        ax.set_ylim(0, top)
+        ax.axhline(100, **_CEILING)
 
 
 def _log_y(ax, values: Sequence[float], pad: float = 1.6) -> None:
@@ -158,7 +216,8 @@ def _line(ax, xs: Sequence[float], ys: Sequence[float], style: dict[str, Any], l
     ax.plot(xs, ys, label=label, markerfacecolor="none", markersize=6, linewidth=1.4, **style)
 
 
-def _legend(fig, styles: dict[str, dict[str, Any]], backends: Sequence[str], extra: Sequence[tuple[dict, str]]) -> None:
+def _legend(fig, styles: dict[str, dict[str, Any]], backends: Sequence[str], extra: Sequence[tuple[dict, str]],
+            fontsize: float = 8) -> None:
     """One legend for the figure, below the panels: the backends shown, then the marks used."""
     from matplotlib.lines import Line2D
 
@@ -168,7 +227,7 @@ def _legend(fig, styles: dict[str, dict[str, Any]], backends: Sequence[str], ext
     # As many columns as the figure is wide for (a label of ~25 characters at 8 pt takes ~2.2 in):
     # a wider legend is cut off at both edges of a one-panel figure.
     columns = max(1, min(4, len(labels), int(fig.get_figwidth() / 2.2)))
-    fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=fontsize, frameon=False)
 
 
 _MISSING_KEY = ({"marker": "x", "color": "0.3", "linestyle": "none"}, "x: no figure (failed, skipped, not measured)")
@@ -189,8 +248,9 @@ def _grid_figures(records: Sequence[dict[str, Any]], styles: dict[str, dict[str,
     """Figures of a value against vocabulary: one per value of ``dims``, one column per row count.
 
     ``panel_rows``: (y label, value of a record, whether the row is a share of
-    the ceiling, drawn from 0) for each row of panels. ``ceiling``: the copy
-    bandwidth of a record, drawn as a black line in the first row.
+    the ceiling, drawn from 0 past 100% on one y-range for the figure) for each
+    row of panels. ``ceiling``: the copy bandwidth of a record, drawn as a black
+    line in the other rows.
     """
     plt = _pyplot()
     varying, _ = split_dims(records, dims)
@@ -200,22 +260,20 @@ def _grid_figures(records: Sequence[dict[str, Any]], styles: dict[str, dict[str,
         title, slug_parts = _panel_name(dims, key, shown, machines)
         row_counts = sorted({r["rows"] for r in rs})
         backends = sorted({r["backend"] for r in rs})
-        widest = max(len({r["vocab"] for r in rs if r["rows"] == n}) for n in row_counts)
-        # Wide enough that the longest vocabulary labels sit side by side: about 0.6 inch each.
-        width = max(3.2, 0.62 * widest)
         fig, axes = plt.subplots(len(panel_rows), len(row_counts), squeeze=False, layout="constrained",
-                                 figsize=(0.8 + width * len(row_counts), 1.2 + 2.7 * len(panel_rows)))
+                                 figsize=(0.8 + _PANEL_WIDTH * len(row_counts), 1.2 + 2.7 * len(panel_rows)))
         missing, suspects = [], []
+        share_axes, shares = [], []
         for col, rows in enumerate(row_counts):
             mine = [r for r in rs if r["rows"] == rows]
             vocabs = sorted({r["vocab"] for r in mine})
             for row, (ylabel, value, share) in enumerate(panel_rows):
                 ax = axes[row][col]
-                x = _categories(ax, vocabs)
+                _vocab_axis(ax, vocabs)
                 plotted: list[float] = []
                 for backend in backends:
                     by_vocab = {r["vocab"]: r for r in mine if r["backend"] == backend}
-                    points = [(x[v], value(r), r) for v, r in sorted(by_vocab.items()) if value(r) is not None]
+                    points = [(v, value(r), r) for v, r in sorted(by_vocab.items()) if value(r) is not None]
                     if points:
                         _line(ax, [p[0] for p in points], [p[1] for p in points], styles[backend], backend)
                         plotted += [p[1] for p in points]
@@ -227,16 +285,12 @@ def _grid_figures(records: Sequence[dict[str, Any]], styles: dict[str, dict[str,
                     for v in vocabs:
                         r = by_vocab.get(v)
                         if r is None or value(r) is None:
-                            _mark_missing(ax, x[v], styles[backend])
+                            _mark_missing(ax, v, styles[backend])
                             if row == 0:
                                 missing.append(f"{backend} {format_size(rows, v)} ({_why_missing(r)})")
                 if share:
-                    # Scaled to the backends, not to 100%: the row above already shows the ceiling, and
-                    # backends at 2 to 20% of it must be told apart. The 100% line is drawn when in range.
-                    top = max([5.0] + plotted) * 1.15
-                    if top >= 100:
-                        ax.axhline(100, color="black", linewidth=1.2, alpha=0.6)
-                    ax.set_ylim(0, top)
+                    share_axes.append(ax)
+                    shares += plotted
                 else:
                     best: dict[int, float] = {}
                     for r in mine:
@@ -245,21 +299,22 @@ def _grid_figures(records: Sequence[dict[str, Any]], styles: dict[str, dict[str,
                             best[r["vocab"]] = max(best.get(r["vocab"], 0.0), c)
                     if len(best) == 1:  # one size: a line needs two points, so a short bar across it
                         (v, c), = best.items()
-                        ax.hlines(c, x[v] - 0.3, x[v] + 0.3, color="black", linewidth=2.0, alpha=0.6)
+                        ax.hlines(c, v / 1.15, v * 1.15, **_CEILING)
                     elif best:
-                        ax.plot([x[v] for v in sorted(best)], [best[v] for v in sorted(best)], color="black",
-                                linewidth=2.0, alpha=0.6, label="fastest copy (ceiling)")
+                        ax.plot(sorted(best), [best[v] for v in sorted(best)], label="fastest copy (ceiling)",
+                                **_CEILING)
                     _log_y(ax, plotted + list(best.values()))
                 ax.tick_params(axis="both", labelsize=8)
                 ax.grid(True, which="major", alpha=0.3)
                 if row == 0:
                     ax.set_title(f"{rows} row{'s' if rows != 1 else ''}", fontsize=9)
                 if row == len(panel_rows) - 1:
-                    ax.set_xlabel("vocabulary (measured sizes, evenly spaced)", fontsize=8)
+                    ax.set_xlabel("vocabulary (log scale)", fontsize=8)
                 if col == 0:
                     ax.set_ylabel(ylabel, fontsize=8)
-        extra = ([({"color": "black", "linewidth": 2.0, "alpha": 0.6}, "fastest copy on the device (ceiling)")]
-                 if ceiling else [])
+        if share_axes:
+            _share_axes(share_axes, shares)
+        extra = [(_CEILING, "fastest copy on the device (ceiling, 100%)")] if ceiling else []
         extra += [_MISSING_KEY] if missing else []
         extra += [_SUSPECT_KEY] if suspects else []
         _legend(fig, styles, backends, extra)
@@ -288,7 +343,87 @@ def bandwidth_figures(records: Sequence[dict[str, Any]], styles: Optional[dict] 
         lambda r: r.get("device_copy_gbps"), "bandwidth", "Bandwidth",
         "Effective bandwidth against vocabulary, one column of panels per row count. Above: GB/s on a log scale, "
         "under the fastest plain copy measured on the same device in the same run (black). Below: the same as a "
-        "share of that copy, scaled to the backends (100% is the black line where it is in range).")
+        "share of that copy, on one scale for every panel, up to the copy (100%, black). Vocabulary on a log scale.")
+
+
+def _headline_rows(backends: dict[str, dict[tuple, dict[str, Any]]]) -> int:
+    """The row count a headline panel shows: the largest measured at enough vocabularies to draw a line
+    (three, or as many as any row count has): language-model heads run many rows."""
+    vocabs: dict[int, set] = {}
+    for by_size in backends.values():
+        for rows, vocab in by_size:
+            vocabs.setdefault(rows, set()).add(vocab)
+    enough = min(_HEADLINE_VOCABS, max(len(v) for v in vocabs.values()))
+    return max(rows for rows, v in vocabs.items() if len(v) >= enough)
+
+
+def _share_of_copy(record: dict[str, Any]) -> Optional[float]:
+    fraction = record.get("device_copy_fraction")
+    return None if fraction is None else 100 * fraction
+
+
+def headline_figures(records: Sequence[dict[str, Any]], styles: Optional[dict] = None) -> Iterator[_Drawn]:
+    """One figure per op and pass: the share of the same-run copy against vocabulary (log), one line per
+    backend, the copy as the 100% ceiling; a panel per machine, device, dtype and cache mode."""
+    groups = {g: b for g, b in best_per_backend(records).items()
+              if any(_share_of_copy(r) is not None for by_size in b.values() for r in by_size.values())}
+    if not groups:
+        return iter(())
+    styles = styles or backend_styles(records)
+    return _headline_figures(groups, styles)
+
+
+def _draw_headline(title: str, panels: Sequence[tuple[tuple, dict]], styles: dict, columns: int,
+                   machines: set) -> Any:
+    """One headline figure: a panel per group, ``columns`` side by side, on one share-of-copy scale."""
+    plt = _pyplot()
+    where = HEADLINE_DIMS.index
+    columns = min(columns, len(panels))
+    rows_of_panels = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows_of_panels, columns, squeeze=False, layout="constrained",
+                             figsize=(0.5 + _HEADLINE_WIDTH * columns, 1.3 + _HEADLINE_HEIGHT * rows_of_panels))
+    shown, shares = set(), []
+    for ax, (group, backends) in zip(axes.flat, panels):
+        rows = _headline_rows(backends)
+        vocabs = sorted({v for by_size in backends.values() for (n, v) in by_size if n == rows})
+        _vocab_axis(ax, vocabs)
+        for backend in sorted(backends):
+            points = sorted((v, _share_of_copy(r)) for (n, v), r in backends[backend].items()
+                            if n == rows and _share_of_copy(r) is not None)
+            if points:
+                _line(ax, [p[0] for p in points], [p[1] for p in points], styles[backend], backend)
+                shares += [p[1] for p in points]
+                shown.add(backend)
+        machine = f"{group[where('machine')]}\n" if len(machines) > 1 else ""
+        ax.set_title(f"{machine}{group[where('device')]} {group[where('dtype')]} {group[where('mode')]}, "
+                     f"{rows} row{'s' if rows != 1 else ''}", fontsize=9)
+        ax.tick_params(axis="both", labelsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.set_xlabel("vocabulary (log scale)", fontsize=9)
+        ax.set_ylabel("% of same-run copy", fontsize=9)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    _share_axes([ax for ax in axes.flat if ax.get_visible()], shares)
+    _legend(fig, styles, sorted(shown), [(_CEILING, "same-run copy = 100% (ceiling)")], fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _headline_figures(groups: dict[tuple, dict], styles: dict) -> Iterator[_Drawn]:
+    where = HEADLINE_DIMS.index
+    machines = {g[where("machine")] for g in groups}
+    for op, pass_ in sorted({(g[where("op")], g[where("pass")]) for g in groups},
+                            key=lambda k: (order_key("op", k[0]), order_key("pass", k[1]))):
+        panels = [(g, b) for g, b in groups.items() if (g[where("op")], g[where("pass")]) == (op, pass_)]
+        title = f"{op} {pass_}: share of the memory-bound ceiling"
+        caption = ("Share of the fastest plain copy on the same device in the same run (100%, black: the memory-bound "
+                   "ceiling) against vocabulary (log), one line per backend at its fastest trusted time at its own "
+                   "thread count; per machine, device, dtype and cache mode, its most rows measured at three or more "
+                   "vocabularies. Every size: Bandwidth.")
+        fig = _draw_headline(title, panels, styles, _HEADLINE_COLUMNS, machines)
+        # The same figure one panel a row, for narrow screens (the page picks it by width).
+        narrow = _draw_headline(title, panels, styles, 1, machines) if len(panels) > 1 else None
+        yield _Drawn(_slug(["headline", op, pass_]), "headline", f"Headline: {op} {pass_}", caption, fig, narrow)
 
 
 def peak_figures(records: Sequence[dict[str, Any]], styles: Optional[dict] = None) -> Iterator[_Drawn]:
@@ -363,17 +498,21 @@ def _error_figures(checks: Sequence[dict[str, Any]], dims: Sequence[str], styles
                 _mark_missing(ax, s * dodge, styles[backend])
             for s in sorted(exact.get(backend, ())):
                 _mark_missing_exact(ax, s * dodge, styles[backend])
+        tolerance = _tolerance_line(rs, key[dims.index("dtype")]) if metric == "max_ulp" else {}
+        if tolerance:
+            ax.plot(sorted(tolerance), [tolerance[v] for v in sorted(tolerance)], label="tolerance", **_TOLERANCE)
         ax.set_xscale("log")
         ax.set_xticks(scales, [f"{v:g}" for v in scales])
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlim(min(scales) / 1.4, max(scales) * 1.4)
-        _log_y(ax, plotted, pad=2.0)
+        _log_y(ax, plotted + list(tolerance.values()), pad=2.0)
         ax.tick_params(axis="both", labelsize=8)
         ax.set_xlabel("logit scale (x = scale · randn)", fontsize=8)
         ax.set_ylabel("max error (ULP)" if metric == "max_ulp" else "max relative error", fontsize=8)
         ax.set_title(title, fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
-        marks = ([(_MISSING_KEY[0], "x: the check failed, no error figure")] if failed else []) + (
+        marks = ([(_TOLERANCE, "tolerance at each row's largest entry")] if tolerance else [])
+        marks += ([(_MISSING_KEY[0], "x: the check failed, no error figure")] if failed else []) + (
             [({"marker": "_", "color": "0.3", "linestyle": "none", "markersize": 10}, "bar: error exactly 0")]
             if exact else [])
         _legend(fig, styles, backends, marks)
@@ -381,13 +520,24 @@ def _error_figures(checks: Sequence[dict[str, Any]], dims: Sequence[str], styles
         caption = ("Worst softmax error against the exact reference on the random-normal cases (x = scale · randn), "
                    f"against the scale, {'in ULP' if metric == 'max_ulp' else 'relative'}, log axes. Each backend's "
                    "points sit a little to the side of the scale they were measured at, so that equal errors "
-                   "stay visible.")
+                   "stay visible."
+                   + (" Dashed: the check's tolerance at each row's largest entry, in the same ULP (entries further "
+                      "below their row's maximum are allowed more; docs/correctness.md says how it is set)."
+                      if tolerance else ""))
         if failed:
             where = [f"{b} at {join_words([f'{s:g}' for s in sorted(failed[b])])}" for b in sorted(failed)]
             caption += f" x at the bottom, the check failed there (no error figure): {join_words(where)}."
         if exact:
             caption += " A bar at the bottom: an error of exactly 0, which a log axis cannot show."
         yield _Drawn(_slug(["error", *slug_parts]), "correctness", f"Error vs logit scale: {flat}", caption, fig)
+
+
+def _tolerance_line(checks: Sequence[dict[str, Any]], dtype: str) -> dict[float, float]:
+    """Scale -> the softmax check's tolerance in ULP on that scale's case (from the catalog; cases it
+    does not know, from another version, get no point)."""
+    cases = {r["scale"]: find_case(r["case"]) for r in checks}
+    return {scale: softmax_tolerance_ulp(case, dtype) for scale, case in sorted(cases.items())
+            if case is not None and case.applies_to(dtype)}
 
 
 def _mark_missing_exact(ax, x: float, style: dict[str, Any]) -> None:
@@ -430,5 +580,6 @@ def write_plots(records: Sequence[dict[str, Any]], out_dir: Path) -> list[Figure
     """Every figure the records support, written to ``out_dir`` as PNG and SVG."""
     plt = _pyplot()
     styles = backend_styles(records)
-    drawn = [*bandwidth_figures(records, styles), *peak_figures(records, styles), *error_figures(records, styles)]
+    drawn = [*headline_figures(records, styles), *bandwidth_figures(records, styles), *peak_figures(records, styles),
+             *error_figures(records, styles)]
     return [_save(plt, d, out_dir) for d in drawn]
