@@ -19,7 +19,8 @@ temperature, as distillation applies it)::
 The z-loss term is not class-weighted. Reductions: ``none`` gives per-row
 losses (0 on ignored rows), ``sum`` their sum, ``mean`` their sum over
 ``Σ w_t`` of non-ignored rows (torch's weighted mean). When every row is
-ignored the mean is 0/0: the convention recorded here is torch's, NaN.
+ignored the mean is 0/0: the convention recorded here is torch's, a NaN
+loss and a zero gradient (no row contributes to it).
 """
 
 from __future__ import annotations
@@ -165,8 +166,14 @@ def reference(
             lse = m + mpmath.log(s)
             p = [v / s for v in e]
             nll = w[t] * (lse - z[t])
-            smo = mpmath.fsum(wc * (lse - zc) for wc, zc in zip(w, z)) / vocab
-            losses.append((1 - eps) * nll + eps * smo + zl * lse * lse)
+            # Each term only where its weight is not 0: a masked (-inf) logit makes the smoothing
+            # term inf, and 0·inf is NaN, not the 0 that ε = 0 (or ε = 1 for the nll) means.
+            loss = zl * lse * lse
+            if eps != 1:
+                loss += (1 - eps) * nll
+            if eps != 0:
+                loss += eps * mpmath.fsum(wc * (lse - zc) for wc, zc in zip(w, z)) / vocab
+            losses.append(loss)
             # d/dz_j of each term: nll -> w_t(p_j - δ_jt); smo -> (Σw·p_j - w_j)/C; z-loss -> 2·zl·lse·p_j.
             g = []
             for j in range(vocab):
@@ -186,8 +193,8 @@ def reference(
             scale = d
             value = total
         elif denom == 0:
-            # Every row ignored: torch's mean is 0/0 = NaN, and so is its gradient; the same here.
-            return np.array(math.nan), np.full(x.shape, math.nan)
+            # Every row ignored: torch's mean is 0/0 = NaN; its gradient is 0 (no row contributes). The same here.
+            return np.array(math.nan), np.zeros(x.shape)
         else:
             scale = d / denom
             value = total / denom
