@@ -38,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pair", action="append", type=op_pass, default=[], metavar="OP.PASS",
                    help="time exactly this op in this pass (repeatable, e.g. --pair softmax.fwd --pair cross_entropy.full), "
                         "instead of every --op in every --pass")
+    options.add_loss_options(p)
     p.add_argument("--threads", type=options.positive_int, default=None, metavar="N",
                    help="threads every library computes with (default: each library's own, all cores for torch and jax)")
     p.add_argument("--max-bytes", type=options.byte_size, default=None, metavar="SIZE", help="skip sizes whose working set exceeds this (default: half of free memory)")

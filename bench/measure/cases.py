@@ -240,8 +240,9 @@ OPTION_CASES: tuple[Case, ...] = (
     _opt("opt_all_ignored_mean", "reduction=mean with every row ignored: 0/0, a NaN loss (torch's convention, recorded here)",
          CrossEntropyOptions(reduction="mean"), pick=lambda rows: np.full(len(rows), IGNORE_INDEX), ops=("cross_entropy",),
          expected="nan-row"),
-    _opt("opt_all_ignored_mean_grad", "the gradient of that mean: 0 (no row contributes; torch's convention)",
-         CrossEntropyOptions(reduction="mean"), pick=lambda rows: np.full(len(rows), IGNORE_INDEX), ops=("ce_grad",)),
+    _opt("opt_all_ignored_mean_grad", "the gradient of that mean: torch gives 0 (no row contributes), 0/0 gives NaN; "
+         "no single convention, recorded", CrossEntropyOptions(reduction="mean"), pick=lambda rows: np.full(len(rows), IGNORE_INDEX),
+         ops=("ce_grad",), expected=None),
     _opt("opt_combined", "all six: mean, label_smoothing=0.1, z_loss=1e-4, softcap=30, temperature=0.7, class weights; rows 1 and 5 ignored",
          CrossEntropyOptions(reduction="mean", label_smoothing=0.1, z_loss=1e-4, softcap=30.0, temperature=0.7, class_weight=_W),
          make=_randn(OPT_SHAPE, 10.0), pick=_ignoring(1, 5, pick=_zero_weight_targets)),
