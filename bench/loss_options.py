@@ -200,3 +200,42 @@ def reference(
             value = total / denom
         grad = np.array([[float(scale * v) for v in row] for row in grads])
         return np.array(float(value)), grad
+
+
+# --------------------------------------------------------------------------- reductions, for NumPy backends
+# A backend computes per-row losses and per-row gradients; these two turn them into the reduced
+# loss and give each row its share of the upstream gradient, torch's conventions said once.
+
+
+def _denominator(target: np.ndarray, options: CrossEntropyOptions, ignore_index: int) -> float:
+    """Σ w_t over the rows kept (their count without class weights): what ``mean`` divides by."""
+    kept = np.asarray(target) != ignore_index
+    if options.class_weight is None:
+        return float(np.count_nonzero(kept))
+    return float(np.sum(np.asarray(options.class_weight, dtype=np.float64)[np.asarray(target)[kept]]))
+
+
+def row_cotangents(target: np.ndarray, options: CrossEntropyOptions, dloss, ignore_index: int, dtype) -> np.ndarray:
+    """The upstream gradient of each row's loss: ``dloss`` itself for 'none' (ones when None), the scalar
+    ``dloss`` for 'sum', and ``dloss / Σ w_t`` for 'mean' (inf when nothing is kept: its rows are all ignored
+    and their gradient 0, torch's convention)."""
+    rows = len(target)
+    if options.reduction == "none":
+        return np.ones(rows, dtype) if dloss is None else np.ascontiguousarray(np.asarray(dloss).reshape(-1), dtype=dtype)
+    d = 1.0 if dloss is None else float(np.asarray(dloss))
+    if options.reduction == "mean":
+        denominator = _denominator(target, options, ignore_index)
+        d = d / denominator if denominator else math.inf
+    return np.full(rows, d, dtype)
+
+
+def reduce(losses: np.ndarray, target: np.ndarray, options: CrossEntropyOptions, ignore_index: int) -> np.ndarray:
+    """The loss ``options.reduction`` asks for from per-row ``losses`` (0 on ignored rows): as they are,
+    or their float64 sum (over Σ w_t of the rows kept for 'mean'; NaN when that is 0) as a 0-d array."""
+    if options.reduction == "none":
+        return losses
+    total = float(np.sum(losses, dtype=np.float64))
+    if options.reduction == "mean":
+        denominator = _denominator(target, options, ignore_index)
+        total = total / denominator if denominator else math.nan
+    return np.asarray(total, dtype=losses.dtype)
