@@ -964,6 +964,108 @@ def _drive_shipped(threads, op, algo, a, b, target, dloss, ignore_index, out, lo
 
 
 
+# --------------------------------------------------------------------------- the loss options (issue 22)
+#
+# The cross-entropy of z = cap·tanh(x/cap)/T (softmax_bench.loss_options defines it): z is written
+# once into the gradient's own row (or a scratch row for the loss alone), then the algorithm's own
+# shift-and-sum runs over z as it does over x; Σ w·z (label smoothing) is one more lane sum, and the
+# gradient pass reads z back and overwrites it in place. ``cap`` 0 means no soft-cap; ``w`` empty no
+# class weights (``w_sum`` is then n). Reductions happen outside (per-row ``dloss`` carries them).
+
+
+@_jit()
+def _options_transform(x, z, cap, temp):
+    """z = cap·tanh(x/cap)/T, or x/T without a cap (cap 0); each element rounded once."""
+    if cap > 0.0:
+        for j in range(x.size):
+            z[j] = cap * math.tanh(x[j] / cap) / temp
+    else:
+        for j in range(x.size):
+            z[j] = x[j] / temp
+
+
+@_jit()
+def _options_gradient(z, out, shift, d, dloss, a, b, w, cap, temp, K, poly):
+    """out = dloss·(a·p - b·w)·dz/dx, p = exp(z - shift)/d, reading z (which may be out itself)."""
+    inv = K.one / d
+    has_w = w.size > 0
+    if cap > 0.0:
+        ct = temp / cap
+        for j in range(z.size):
+            p = _divide(_exp_shifted(z[j] - shift, K, poly), d, inv)
+            th = z[j] * ct
+            out[j] = dloss * (a * p - b * (w[j] if has_w else K.one)) * ((1.0 - th * th) / temp)
+    else:
+        for j in range(z.size):
+            p = _divide(_exp_shifted(z[j] - shift, K, poly), d, inv)
+            out[j] = dloss * (a * p - b * (w[j] if has_w else K.one)) / temp
+
+
+@_jit()
+def _cross_entropy_options_row(algo, grad, x, target, dloss, ignore_index, out, w, w_sum, eps, zl, cap, temp, K, poly):
+    """The loss of one row under the options; with ``grad`` also its gradient in ``out``."""
+    if target == ignore_index:
+        if grad:
+            out[:] = K.zero
+        return K.zero
+    n = x.size
+    if cap > 0.0 or temp != 1.0:
+        z = out if grad else np.empty(n, x.dtype)
+        _options_transform(x, z, cap, temp)
+    else:
+        z = x
+    shift, c, rest = _shift_and_sum(algo, z, True, (K.inf, K.zero), K, poly)
+    log_s = _log_sum(c, rest, K)
+    lse = shift + log_s
+    w_t = w[target] if w.size > 0 else K.one
+    z_t = z[target]
+    loss = zl * lse * lse
+    if eps != 1.0:
+        loss += (1.0 - eps) * w_t * (log_s - (z_t - shift))
+    if eps != 0.0:
+        # Σ_c w_c (lse - z_c) = W·lse - Σ_c w_c z_c
+        if w.size > 0:
+            _, wz = _sum_products(w, z, K.zero, z, (K.zero, K.zero), K, poly)
+        else:
+            _, wz = _sum_values_plain(z, z, K.zero, z, (K.inf, K.zero), K, poly)
+        loss += eps * (w_sum * lse - wz) / n
+    if grad:
+        d = c + rest
+        a = (1.0 - eps) * w_t + eps * w_sum / n + 2.0 * zl * lse
+        b = eps / n
+        _options_gradient(z, out, shift, d, dloss, a, b, w, cap, temp, K, poly)
+        # The target's entry: (1-ε)·w_t·(p - 1), with p - 1 exact for p >= 1/2 (Sterbenz), as the plain kernel.
+        p = _exp_shifted(z_t - shift, K, poly) / d
+        g = (1.0 - eps) * w_t * (p - K.one) + p * (eps * w_sum / n + 2.0 * zl * lse) - b * (w_t if w.size > 0 else K.one)
+        if cap > 0.0:
+            th = z_t * (temp / cap)
+            out[target] = dloss * g * ((1.0 - th * th) / temp)
+        else:
+            out[target] = dloss * g / temp
+    return loss
+
+
+@_jit(parallel=True, cache=True)
+def _drive_options(algo, grad, a, target, dloss, ignore_index, out, loss, w, w_sum, eps, zl, cap, temp, K,
+                   poly_unshifted, poly_shifted):
+    """The cross-entropy under loss options over every row, one prange (see _drive_threads)."""
+    for i in prange(a.shape[0]):
+        loss[i] = _cross_entropy_options_row(algo, grad, a[i], target[i], dloss[i], ignore_index, out[i], w, w_sum,
+                                             eps, zl, cap, temp, K, (poly_unshifted, poly_shifted))
+
+
+def drive_options(algo, grad, a, target, dloss, ignore_index, w, w_sum, eps, zl, cap, temp, params=None):
+    """The per-row loss (and with ``grad`` the gradient) of C-contiguous ``a`` under the loss options:
+    returns ``(loss, out)``; ``dloss`` per row (a reduction's share already in it), ``w`` the class
+    weights in a's dtype (empty: none) and ``w_sum`` their sum, ``cap`` 0 for no soft-cap."""
+    p = exp_params(a.dtype.name) if params is None else params
+    out = OUTPUTS.empty_like(a) if grad else np.empty((a.shape[0], 0), a.dtype)
+    loss = np.empty(a.shape[0], a.dtype)
+    _drive_options(algo, grad, a, target, dloss, ignore_index, out, loss, w, float(w_sum), float(eps), float(zl),
+                   float(cap), float(temp), p.constants, *p.poly)
+    return loss, out
+
+
 # --------------------------------------------------------------------------- one row on every thread
 
 
