@@ -237,7 +237,7 @@ OPTION_CASES: tuple[Case, ...] = (
          CrossEntropyOptions(class_weight=_W), pick=_ignoring(1, 5, pick=_zero_weight_targets)),
     _opt("opt_class_weight_mean", "class weights with reduction=mean: the sum over Σ w_t of kept rows (torch's weighted mean)",
          CrossEntropyOptions(reduction="mean", class_weight=_W), pick=_ignoring(1, 5, pick=_zero_weight_targets)),
-    _opt("opt_all_ignored_mean", "reduction=mean with every row ignored: 0/0, a NaN loss (torch's convention, recorded here)",
+    _opt("opt_all_ignored_mean", "reduction=mean with every row ignored: 0/0, a NaN loss (torch's convention, judged)",
          CrossEntropyOptions(reduction="mean"), pick=lambda rows: np.full(len(rows), IGNORE_INDEX), ops=("cross_entropy",),
          expected="nan-row"),
     _opt("opt_all_ignored_mean_grad", "the gradient of that mean: torch gives 0 (no row contributes), 0/0 gives NaN; "
