@@ -1097,19 +1097,25 @@ def _options_weighted_sum(z, w, K):
 
 @_jit()
 def _options_gradient(z, out, shift, d, dloss, a, b, w, cap, temp, K, poly):
-    """out = dloss·(a·p - b·w)·dz/dx, p = exp(z - shift)/d, reading z (which may be out itself)."""
+    """out = dloss·(a·p - b·w)·dz/dx, p = exp(z - shift)/d, reading z (which may be out itself).
+
+    The scalars are taken in z's dtype first, so that float32 loops stay float32 (and vectorise).
+    """
+    typed = np.empty(5, z.dtype)
+    typed[0], typed[1], typed[2] = dloss * a, dloss * b, 1.0 / temp
+    typed[3] = temp / cap if cap > 0.0 else 0.0
+    fa, fb, inv_t, ct = typed[0], typed[1], typed[2], typed[3]
     inv = K.one / d
     has_w = w.size > 0
     if cap > 0.0:
-        ct = temp / cap
         for j in range(z.size):
             p = _divide(_exp_shifted(z[j] - shift, K, poly), d, inv)
             th = z[j] * ct
-            out[j] = dloss * (a * p - b * (w[j] if has_w else K.one)) * ((1.0 - th * th) / temp)
+            out[j] = (fa * p - fb * (w[j] if has_w else K.one)) * ((K.one - th * th) * inv_t)
     else:
         for j in range(z.size):
             p = _divide(_exp_shifted(z[j] - shift, K, poly), d, inv)
-            out[j] = dloss * (a * p - b * (w[j] if has_w else K.one)) / temp
+            out[j] = (fa * p - fb * (w[j] if has_w else K.one)) * inv_t
 
 
 @_jit()
