@@ -964,6 +964,221 @@ def _drive_shipped(threads, op, algo, a, b, target, dloss, ignore_index, out, lo
 
 
 
+# --------------------------------------------------------------------------- the loss options (issue 22)
+#
+# The cross-entropy of z = cap·tanh(x/cap)/T (softmax_bench.loss_options defines it): z is written
+# once into the gradient's own row (or a scratch row for the loss alone), then the algorithm's own
+# shift-and-sum runs over z as it does over x; Σ w·z (label smoothing) is one more lane sum, and the
+# gradient pass reads z back and overwrites it in place. ``cap`` 0 means no soft-cap; ``w`` empty no
+# class weights (``w_sum`` is then n). Reductions happen outside (per-row ``dloss`` carries them).
+
+
+# tanh's odd Taylor coefficients through y^15: on |y| < TANH_SMALL the series is exact to 3e-13
+# relative (float32 needs 6e-8); above it (1 - e^-2|y|) / (1 + e^-2|y|) loses at most
+# e^-0.5 / (1 - e^-0.5) = 1.6 u to cancellation. float64 rows take math.tanh (libm, scalar).
+TANH_TAYLOR = (1.0, -1 / 3, 2 / 15, -17 / 315, 62 / 2835, -1382 / 155925, 21844 / 6081075, -929569 / 638512875)
+TANH_SMALL = 0.25
+
+
+@_jit()
+def _options_transform(x, z, cap, temp, K, poly):
+    """z = cap·tanh(x/cap)/T, or x/T without a cap (cap 0).
+
+    float32 rows: a tanh LLVM vectorises (the kernel's own exp, a Taylor
+    series near 0), in float32; float64 rows: math.tanh in float64.
+    """
+    typed = np.empty(2 + len(TANH_TAYLOR), z.dtype)  # the constants in z's dtype, so the loops stay in it
+    typed[0], typed[1] = cap if cap > 0.0 else 1.0, temp
+    for k in range(len(TANH_TAYLOR)):
+        typed[2 + k] = TANH_TAYLOR[k]
+    c, t = typed[0], typed[1]
+    if cap <= 0.0:
+        for j in range(x.size):
+            z[j] = x[j] / t
+        return
+    if K.lo < -200.0:  # float64 (its exp's underflow limit is -800; float32's -110)
+        for j in range(x.size):
+            z[j] = c * math.tanh(x[j] / c) / t
+        return
+    q = typed[2:]
+    for j in range(x.size):
+        z[j] = x[j] / c
+    for j in range(x.size):
+        y = z[j]
+        a = abs(y)
+        y2 = y * y
+        series = y * (q[0] + y2 * (q[1] + y2 * (q[2] + y2 * (q[3] + y2 * (q[4] + y2 * (q[5] + y2 * (q[6] + y2 * q[7])))))))
+        e = _exp_shifted(-(a + a), K, poly)
+        large = (K.one - e) / (K.one + e)
+        large = large if y >= K.zero else -large
+        z[j] = (series if a < TANH_SMALL else large) * c / t
+
+
+# The options path uses none of the functions _lane_sum_of and _online_of make: those are
+# closures sharing one qualname, and numba names compiled functions qualname$counter, a counter
+# of the compiling process. Two on-disk cached entry points compiled in different processes can
+# then hold different closures under one symbol name, and the JIT links whichever library loaded
+# first (seen here: with _drive_shipped loaded first, _drive_options' Σz summed exps instead).
+# Module-level functions have names of their own, so these are written out as such.
+
+
+@_jit()
+def _options_exp_sum(zb, shift, K, poly):
+    """(count, rest) of Σ exp(zb - shift) over one block, the terms exactly 1 counted apart, in LANES lanes."""
+    count = _lanes(zb, K.zero)
+    part = _lanes(zb, K.zero)
+    full = zb.size - zb.size % LANES
+    for j in range(0, full, LANES):
+        for k in range(LANES):
+            v = zb[j + k]
+            top = v == shift
+            e = _exp_shifted(v - shift, K, poly)
+            part[k] += K.zero if top else e
+            count[k] += K.one if top else K.zero
+    for j in range(full, zb.size):
+        v = zb[j]
+        top = v == shift
+        e = _exp_shifted(v - shift, K, poly)
+        part[j - full] += K.zero if top else e
+        count[j - full] += K.one if top else K.zero
+    return _pairwise_sum(count), _pairwise_sum(part)
+
+
+@_jit()
+def _options_shift_and_sum(algo, z, K, poly):
+    """(shift, count, rest) of the row z: online a BLOCK at a time for the two-pass algorithms (the
+    running max and rescaled sum of _online_of, with its masked-prefix guard), else its max and then
+    the sum a CHUNK at a time."""
+    if algo == TWO_PASS or algo == TWO_PASS_RELOAD:
+        top, c, rest = -K.inf, K.zero, K.zero
+        for b in range(_block_count(z.size)):
+            zb = z[b * BLOCK:(b + 1) * BLOCK]
+            m = _row_max(zb, K)
+            shift = _shift_of(m, K)
+            cb, rb = _options_exp_sum(zb, shift, K, poly)
+            if top == -K.inf or m == top:
+                top = m if m > top else top
+                c, rest = c + cb, rest + rb
+            elif m > top:
+                rest = (c + rest) * _exp_shifted(_shift_of(top, K) - shift, K, poly) + rb
+                top, c = m, cb
+            else:
+                rest += (cb + rb) * _exp_shifted(shift - _shift_of(top, K), K, poly)
+        return _shift_of(top, K), c, rest
+    shift = _shift_of(_row_max(z, K), K)
+    c, rest = K.zero, K.zero
+    for start in range(0, z.size, CHUNK):
+        cc, rr = _options_exp_sum(z[start:start + CHUNK], shift, K, poly)
+        c += cc
+        rest += rr
+    return shift, c, rest
+
+
+@_jit()
+def _options_weighted_sum(z, w, K):
+    """Σ w_j z_j (w empty: Σ z_j), in LANES lanes, a CHUNK at a time."""
+    has_w = w.size > 0
+    total = _lanes(z, K.zero)
+    part = _lanes(z, K.zero)
+    for start in range(0, z.size, CHUNK):
+        cz = z[start:start + CHUNK]
+        cw = w[start:start + CHUNK] if has_w else w
+        full = cz.size - cz.size % LANES
+        for j in range(0, full, LANES):
+            for k in range(LANES):
+                part[k] += cz[j + k] * (cw[j + k] if has_w else K.one)
+        for j in range(full, cz.size):
+            part[j - full] += cz[j] * (cw[j] if has_w else K.one)
+        for k in range(LANES):
+            total[k] += part[k]
+            part[k] = K.zero
+    return _pairwise_sum(total)
+
+
+@_jit()
+def _options_gradient(z, out, shift, d, dloss, a, b, w, cap, temp, K, poly):
+    """out = dloss·(a·p - b·w)·dz/dx, p = exp(z - shift)/d, reading z (which may be out itself).
+
+    The scalars are taken in z's dtype first, so that float32 loops stay float32 (and vectorise).
+    """
+    typed = np.empty(5, z.dtype)
+    typed[0], typed[1], typed[2] = dloss * a, dloss * b, 1.0 / temp
+    typed[3] = temp / cap if cap > 0.0 else 0.0
+    fa, fb, inv_t, ct = typed[0], typed[1], typed[2], typed[3]
+    inv = K.one / d
+    has_w = w.size > 0
+    if cap > 0.0:
+        for j in range(z.size):
+            p = _divide(_exp_shifted(z[j] - shift, K, poly), d, inv)
+            th = z[j] * ct
+            out[j] = (fa * p - fb * (w[j] if has_w else K.one)) * ((K.one - th * th) * inv_t)
+    else:
+        for j in range(z.size):
+            p = _divide(_exp_shifted(z[j] - shift, K, poly), d, inv)
+            out[j] = (fa * p - fb * (w[j] if has_w else K.one)) * inv_t
+
+
+@_jit()
+def _cross_entropy_options_row(algo, grad, x, target, dloss, ignore_index, out, w, w_sum, eps, zl, cap, temp, K, poly):
+    """The loss of one row under the options; with ``grad`` also its gradient in ``out``."""
+    if target == ignore_index:
+        if grad:
+            out[:] = K.zero
+        return K.zero
+    n = x.size
+    if cap > 0.0 or temp != 1.0:
+        z = out if grad else np.empty(n, x.dtype)
+        _options_transform(x, z, cap, temp, K, poly)
+    else:
+        z = x
+    shift, c, rest = _options_shift_and_sum(algo, z, K, poly)
+    log_s = _log_sum(c, rest, K)
+    lse = shift + log_s
+    w_t = w[target] if w.size > 0 else K.one
+    z_t = z[target]
+    loss = zl * lse * lse
+    if eps != 1.0:
+        loss += (1.0 - eps) * w_t * (log_s - (z_t - shift))
+    if eps != 0.0:
+        # Σ_c w_c (lse - z_c) = W·lse - Σ_c w_c z_c
+        loss += eps * (w_sum * lse - _options_weighted_sum(z, w, K)) / n
+    if grad:
+        d = c + rest
+        a = (1.0 - eps) * w_t + eps * w_sum / n + 2.0 * zl * lse
+        b = eps / n
+        _options_gradient(z, out, shift, d, dloss, a, b, w, cap, temp, K, poly)
+        # The target's entry: (1-ε)·w_t·(p - 1), with p - 1 exact for p >= 1/2 (Sterbenz), as the plain kernel.
+        p = _exp_shifted(z_t - shift, K, poly) / d
+        g = (1.0 - eps) * w_t * (p - K.one) + p * (eps * w_sum / n + 2.0 * zl * lse) - b * (w_t if w.size > 0 else K.one)
+        if cap > 0.0:
+            th = z_t * (temp / cap)
+            out[target] = dloss * g * ((1.0 - th * th) / temp)
+        else:
+            out[target] = dloss * g / temp
+    return loss
+
+
+@_jit(parallel=True, cache=True)
+def _drive_options(algo, grad, a, target, dloss, ignore_index, out, loss, w, w_sum, eps, zl, cap, temp, K,
+                   poly_unshifted, poly_shifted):
+    """The cross-entropy under loss options over every row, one prange (see _drive_threads)."""
+    for i in prange(a.shape[0]):
+        loss[i] = _cross_entropy_options_row(algo, grad, a[i], target[i], dloss[i], ignore_index, out[i], w, w_sum,
+                                             eps, zl, cap, temp, K, (poly_unshifted, poly_shifted))
+
+
+def drive_options(algo, grad, a, target, dloss, ignore_index, w, w_sum, eps, zl, cap, temp, params=None):
+    """The per-row loss (and with ``grad`` the gradient) of C-contiguous ``a`` under the loss options:
+    returns ``(loss, out)``; ``dloss`` per row (a reduction's share already in it), ``w`` the class
+    weights in a's dtype (empty: none) and ``w_sum`` their sum, ``cap`` 0 for no soft-cap."""
+    p = exp_params(a.dtype.name) if params is None else params
+    out = OUTPUTS.empty_like(a) if grad else np.empty((a.shape[0], 0), a.dtype)
+    loss = np.empty(a.shape[0], a.dtype)
+    _drive_options(algo, grad, a, target, dloss, ignore_index, out, loss, w, float(w_sum), float(eps), float(zl),
+                   float(cap), float(temp), p.constants, *p.poly)
+    return loss, out
+
+
 # --------------------------------------------------------------------------- one row on every thread
 
 

@@ -39,6 +39,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from softmax_bench import DTYPES, IGNORE_INDEX, Backend
+from softmax_bench.loss_options import OPTION_NAMES, reduce, row_cotangents
 
 # backend name suffix -> (algorithm, exponentials per element of a softmax forward, description).
 # The count is the compute side of the roofline: 3pass recomputes the exp in its
@@ -53,6 +54,11 @@ ALGORITHMS = {
     "2pass-reload": ("TWO_PASS_RELOAD", 1, "online pass storing exp(x - block max); then rescale each block by exp(block max - max) / sum (numba)"),
     "naive": ("NAIVE", 1, "exp(x) / sum(exp(x)) unshifted, compiled: the negative control (numba)"),
 }
+
+
+# The algorithms whose cross-entropy computes the loss options (in the passes they make; the
+# reloading forms would store exps of z, the naive one is a negative control): see drive_options.
+WITH_LOSS_OPTIONS = ("3pass", "2pass")
 
 
 @functools.lru_cache(maxsize=None)
@@ -173,12 +179,34 @@ class _Ops:
         loss = loss.reshape(logits.shape[:-1]).astype(logits.dtype, copy=False)
         return (loss, back(dlogits)) if grad else loss
 
-    def cross_entropy(self, logits, target, ignore_index=IGNORE_INDEX):
+    def _ce_options(self, logits, target, dloss, ignore_index, options, grad):
+        """The cross-entropy under loss ``options`` (softmax_bench.loss_options), through drive_options."""
+        k = _kernels()
+        rows, back = _to_rows(logits, -1)
+        n = rows.shape[1]
+        t = np.ascontiguousarray(np.asarray(target).reshape(-1), dtype=np.int64)
+        if options.class_weight is not None and len(options.class_weight) != n:
+            raise ValueError(f"class_weight has {len(options.class_weight)} entries for {n} classes")
+        w = np.zeros(0, rows.dtype) if options.class_weight is None else np.asarray(options.class_weight, rows.dtype)
+        w_sum = n if options.class_weight is None else float(np.sum(w, dtype=np.float64))
+        d = row_cotangents(t, options, dloss, ignore_index, rows.dtype)
+        params = None if self.exp is None else self.exp(rows.dtype.name)
+        loss, dlogits = k.drive_options(getattr(k, self.algorithm), grad, rows, t, d, ignore_index, w, w_sum,
+                                        options.label_smoothing, options.z_loss, options.softcap or 0.0,
+                                        options.temperature, params)
+        loss = reduce(loss, t, options, ignore_index).astype(logits.dtype, copy=False)
+        return (loss, back(dlogits)) if grad else loss
+
+    def cross_entropy(self, logits, target, ignore_index=IGNORE_INDEX, options=None):
         """Per-row loss logsumexp(logits) - logits[target] (0 where target == ignore_index)."""
+        if options is not None:
+            return self._ce_options(logits, target, None, ignore_index, options, grad=False)
         return self._ce(logits, target, None, ignore_index, grad=False)
 
-    def cross_entropy_fwd_bwd(self, logits, target, dloss, ignore_index=IGNORE_INDEX):
+    def cross_entropy_fwd_bwd(self, logits, target, dloss, ignore_index=IGNORE_INDEX, options=None):
         """(loss, dlogits) with dlogits = dloss[:, None] * (softmax - onehot(target))."""
+        if options is not None:
+            return self._ce_options(logits, target, dloss, ignore_index, options, grad=True)
         return self._ce(logits, target, dloss, ignore_index, grad=True)
 
 
@@ -201,6 +229,7 @@ def make_backends(prefix: str = "numba", exp: Optional[Callable[[str], Any]] = N
             cross_entropy=ops.cross_entropy, cross_entropy_fwd_bwd=ops.cross_entropy_fwd_bwd,
             available=available, threads=_threads, release=_release, description=description,
             exps_per_element={("softmax", "fwd"): exps}, exp=functools.partial(_inlined_exp, exp),
+            loss_options=OPTION_NAMES if suffix in WITH_LOSS_OPTIONS else (),
         ))
     return made
 

@@ -19,7 +19,8 @@ temperature, as distillation applies it)::
 The z-loss term is not class-weighted. Reductions: ``none`` gives per-row
 losses (0 on ignored rows), ``sum`` their sum, ``mean`` their sum over
 ``Σ w_t`` of non-ignored rows (torch's weighted mean). When every row is
-ignored the mean is 0/0: the convention recorded here is torch's, NaN.
+ignored the mean is 0/0: the convention recorded here is torch's, a NaN
+loss and a zero gradient (no row contributes to it).
 """
 
 from __future__ import annotations
@@ -165,8 +166,14 @@ def reference(
             lse = m + mpmath.log(s)
             p = [v / s for v in e]
             nll = w[t] * (lse - z[t])
-            smo = mpmath.fsum(wc * (lse - zc) for wc, zc in zip(w, z)) / vocab
-            losses.append((1 - eps) * nll + eps * smo + zl * lse * lse)
+            # Each term only where its weight is not 0: a masked (-inf) logit makes the smoothing
+            # term inf, and 0·inf is NaN, not the 0 that ε = 0 (or ε = 1 for the nll) means.
+            loss = zl * lse * lse
+            if eps != 1:
+                loss += (1 - eps) * nll
+            if eps != 0:
+                loss += eps * mpmath.fsum(wc * (lse - zc) for wc, zc in zip(w, z)) / vocab
+            losses.append(loss)
             # d/dz_j of each term: nll -> w_t(p_j - δ_jt); smo -> (Σw·p_j - w_j)/C; z-loss -> 2·zl·lse·p_j.
             g = []
             for j in range(vocab):
@@ -186,10 +193,83 @@ def reference(
             scale = d
             value = total
         elif denom == 0:
-            # Every row ignored: torch's mean is 0/0 = NaN, and so is its gradient; the same here.
-            return np.array(math.nan), np.full(x.shape, math.nan)
+            # Every row ignored: torch's mean is 0/0 = NaN; its gradient is 0 (no row contributes). The same here.
+            return np.array(math.nan), np.zeros(x.shape)
         else:
             scale = d / denom
             value = total / denom
         grad = np.array([[float(scale * v) for v in row] for row in grads])
         return np.array(float(value)), grad
+
+
+# --------------------------------------------------------------------------- reductions, for NumPy backends
+# A backend computes per-row losses and per-row gradients; these two turn them into the reduced
+# loss and give each row its share of the upstream gradient, torch's conventions said once.
+
+
+def _denominator(target: np.ndarray, options: CrossEntropyOptions, ignore_index: int) -> float:
+    """Σ w_t over the rows kept (their count without class weights): what ``mean`` divides by."""
+    kept = np.asarray(target) != ignore_index
+    if options.class_weight is None:
+        return float(np.count_nonzero(kept))
+    return float(np.sum(np.asarray(options.class_weight, dtype=np.float64)[np.asarray(target)[kept]]))
+
+
+def row_cotangents(target: np.ndarray, options: CrossEntropyOptions, dloss, ignore_index: int, dtype) -> np.ndarray:
+    """The upstream gradient of each row's loss: ``dloss`` itself for 'none' (ones when None), the scalar
+    ``dloss`` for 'sum', and ``dloss / Σ w_t`` for 'mean' (inf when nothing is kept: its rows are all ignored
+    and their gradient 0, torch's convention)."""
+    rows = len(target)
+    if options.reduction == "none":
+        return np.ones(rows, dtype) if dloss is None else np.ascontiguousarray(np.asarray(dloss).reshape(-1), dtype=dtype)
+    d = 1.0 if dloss is None else float(np.asarray(dloss))
+    if options.reduction == "mean":
+        denominator = _denominator(target, options, ignore_index)
+        d = d / denominator if denominator else math.inf
+    return np.full(rows, d, dtype)
+
+
+def reduce(losses: np.ndarray, target: np.ndarray, options: CrossEntropyOptions, ignore_index: int) -> np.ndarray:
+    """The loss ``options.reduction`` asks for from per-row ``losses`` (0 on ignored rows): as they are,
+    or their float64 sum (over Σ w_t of the rows kept for 'mean'; NaN when that is 0) as a 0-d array."""
+    if options.reduction == "none":
+        return losses
+    total = float(np.sum(losses, dtype=np.float64))
+    if options.reduction == "mean":
+        denominator = _denominator(target, options, ignore_index)
+        total = total / denominator if denominator else math.nan
+    return np.asarray(total, dtype=losses.dtype)
+
+
+def float64_rows(logits: np.ndarray, target: np.ndarray, options: CrossEntropyOptions, row_dloss: np.ndarray,
+                 ignore_index: int = -100) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row losses and ``row_dloss``-scaled gradients in float64 NumPy (the reduction left out: the
+    rows' share of it is in ``row_dloss``, see ``row_cotangents``). Not exact: what the timing engine
+    checks a few rows of each timed call against, where the 200-bit reference would take minutes."""
+    o = options
+    x = np.asarray(logits, dtype=np.float64)
+    n = x.shape[1]
+    keep = np.asarray(target) != ignore_index
+    t = np.where(keep, target, 0)
+    w = np.ones(n) if o.class_weight is None else np.asarray(o.class_weight, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        if o.softcap is not None:
+            th = np.tanh(x / o.softcap)
+            z, dz = o.softcap * th / o.temperature, (1 - th * th) / o.temperature
+        else:
+            z, dz = x / o.temperature, np.full_like(x, 1 / o.temperature)
+        m = np.max(z, axis=1, keepdims=True)
+        e = np.exp(z - m)
+        s = e.sum(axis=1, keepdims=True)
+        lse, p = m + np.log(s), e / s
+        eps, w_t = o.label_smoothing, np.where(keep, w[t], 0.0)[:, None]
+        loss = o.z_loss * lse * lse
+        if eps != 1:
+            loss = loss + (1 - eps) * w_t * (lse - np.take_along_axis(z, t[:, None], axis=1))
+        if eps:
+            loss = loss + eps * np.sum(w * (lse - z), axis=1, keepdims=True) / n
+        onehot = np.zeros_like(p)
+        onehot[np.flatnonzero(keep), t[keep]] = 1.0
+        g = (1 - eps) * w_t * (p - onehot) + eps * (w.sum() * p - w) / n + 2 * o.z_loss * lse * p
+        g = np.where(keep[:, None], g * dz * np.asarray(row_dloss, dtype=np.float64)[:, None], 0.0)
+    return np.where(keep, loss[:, 0], 0.0), g

@@ -172,3 +172,69 @@ def test_readme_documents_every_case():
     readme = (ROOT / "docs" / "correctness.md").read_text()
     for name in cases.names():
         assert f"| `{name}` |" in readme, f"docs/correctness.md case catalog lacks {name}"
+
+
+# --------------------------------------------------------------------------- loss options (issue 22)
+
+@pytest.mark.parametrize("name, must_fail", [
+    ("ce-mean-over-all-rows", [("opt_mean", "cross_entropy"), ("opt_mean", "ce_grad"), ("opt_class_weight_mean", "cross_entropy")]),
+    ("ce-z-loss-grad-only", [("opt_z_loss", "cross_entropy"), ("opt_z_loss_lse_300", "cross_entropy")]),
+    ("ce-softcap-after-shift", [("opt_softcap", "cross_entropy"), ("opt_softcap_huge", "cross_entropy")]),
+])
+def test_flawed_loss_options_make_check_exit_1_naming_the_case(name, must_fail, tmp_path):
+    """Each planted flaw of issue 22 fails the case built for it, and only cases of its own option."""
+    out = tmp_path / "opt.json"
+    proc = run_console("check", "--plugin", plugin("loss_options_flawed"), "--backend", name, "--dtype", "float32",
+                       "--op", "cross_entropy", "--out", out)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    fails = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
+    for case, op in must_fail:
+        assert any(line.startswith(f"FAIL {name} cpu float32 {case} {op}:") for line in fails), fails
+    records = json.loads(out.read_text())["records"]
+    # The flaw is in one option: the plain loss and the other options pass.
+    own = {"ce-mean-over-all-rows": "reduction", "ce-z-loss-grad-only": "z_loss", "ce-softcap-after-shift": "softcap"}[name]
+    wrongly = [(r["case"], r["op"]) for r in records if r["passed"] is False and own not in (r.get("options") or {})]
+    assert not wrongly
+    assert {r["op"] for r in records} == {"cross_entropy", "ce_grad"}  # --op cross_entropy: the loss alone
+
+
+def test_the_correct_options_plugin_passes_every_case_and_records_name_the_options(tmp_path):
+    out = tmp_path / "ok.json"
+    proc = run_console("check", "--plugin", plugin("loss_options_flawed"), "--backend", "ce-options-numpy",
+                       "--dtype", "float32", "--dtype", "float64", "--op", "cross_entropy", "--out", out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    records = json.loads(out.read_text())["records"]
+    by_case = {(r["case"], r["op"], r["dtype"]): r for r in records}
+    option_cases = [c for c in cases.CASES if c.options is not None]
+    for case in option_cases:
+        for op in case.ops:
+            record = by_case[(case.name, op, "float32")]
+            assert record["options"] == case.options.to_record()
+            assert record["passed"] is (True if case.judged else None), record
+    assert by_case[("opt_all_ignored_mean", "cross_entropy", "float32")]["behaviour"] == "nan-row"
+    assert "options" not in by_case[("randn_scale_1", "cross_entropy", "float32")]  # the plain loss: no field, as before
+
+
+def test_loss_options_flag_runs_the_plain_cases_under_the_options_and_skips_who_lacks_them(tmp_path):
+    out = tmp_path / "flag.json"
+    proc = run_console("check", "--plugin", plugin("loss_options_flawed"), "--backend", "ce-mean-over-all-rows",
+                       "--backend", "max-shift", "--dtype", "float32", "--case", "ce_ignore_index", "--case", "randn_scale_1",
+                       "--loss-options", "reduction=mean", "--loss-options", "z_loss=1e-4", "--out", out)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "FAIL ce-mean-over-all-rows cpu float32 ce_ignore_index cross_entropy:" in proc.stdout
+    assert "skipped max-shift: loss options" in proc.stderr or "skipped max-shift: loss option" in proc.stderr
+    records = json.loads(out.read_text())["records"]
+    assert {r["backend"] for r in records} == {"ce-mean-over-all-rows"}
+    assert {json.dumps(r["options"]) for r in records} == {'{"reduction": "mean"}', '{"z_loss": 0.0001}'}
+    assert all(r["passed"] for r in records if r["options"] == {"z_loss": 0.0001})
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("zloss=1", "valid: NAME=VALUE with NAME one of reduction, label_smoothing"),
+    ("reduction=avg", "reduction='avg'; valid: none, mean, sum"),
+    ("softcap=x", "not a number"),
+])
+def test_bad_loss_options_are_one_line_and_exit_2(cli, spec, message):
+    for command in ("check", "run"):
+        status, _, err = cli(command, "--loss-options", spec)
+        assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err

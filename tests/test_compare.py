@@ -82,7 +82,7 @@ def test_files_with_no_benchmark_in_common_are_exit_2(tmp_path, cli):
     status, out, err = cli("compare", SMALL, renamed)
     assert (status, out) == (2, "")
     assert err == (f"softmax-bench: error: {SMALL} and {renamed} share no benchmark "
-                   "(timing records are matched on backend, device, dtype, rows, vocab, op, pass, mode, world_size)\n")
+                   "(timing records are matched on backend, device, dtype, rows, vocab, op, pass, options, mode, world_size)\n")
 
 
 def test_a_bad_file_is_exit_2(tmp_path, cli):

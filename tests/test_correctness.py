@@ -22,7 +22,7 @@ from softmax_bench import DTYPES, load_backends
 from softmax_bench.measure import cases
 from softmax_bench.core import dtypes as dt
 from softmax_bench.measure.checks import run_case
-from softmax_bench.measure.calls import supports
+from softmax_bench.measure.calls import options_unsupported, supports
 from softmax_bench.core.isolation import InProcessExecutor
 from softmax_bench.core.selection import Target
 
@@ -108,6 +108,8 @@ def _items():
                         continue
                     for op in case.ops:
                         if not supports(backend, op):
+                            continue
+                        if options_unsupported(backend, op, case.options):  # cases of loss options: where declared
                             continue
                         marks = []
                         if reason:

@@ -80,6 +80,25 @@ def add_engine(p: argparse.ArgumentParser) -> None:
                    help="start no unit after SECONDS; what is left is listed and --resume runs it later (default: no limit)")
 
 
+def loss_options(text: str) -> Any:
+    """A ``CrossEntropyOptions`` from 'reduction=mean,z_loss=1e-4' (argparse turns the error into one line, exit 2)."""
+    from ..loss_options import OptionsError, parse
+
+    try:
+        return parse(text)
+    except OptionsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_loss_options(p: argparse.ArgumentParser) -> None:
+    from ..loss_options import OPTION_NAMES, REDUCTIONS
+
+    names = ", ".join(n for n in OPTION_NAMES if n != "class_weight")
+    p.add_argument("--loss-options", action="append", type=loss_options, default=[], metavar="NAME=VALUE,...",
+                   help=f"cross-entropy loss options ({names}; reduction one of {', '.join(REDUCTIONS)}), e.g. "
+                        "reduction=mean,z_loss=1e-4 (repeatable: each set is its own unit; '' is the plain loss)")
+
+
 def add_world_size(p: argparse.ArgumentParser) -> None:
     p.add_argument("--world-size", type=positive_int, action="append", default=[], metavar="N",
                    help="ranks a distributed (parallel=vocab) backend is sharded over (repeatable; default 2)")

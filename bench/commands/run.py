@@ -38,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pair", action="append", type=op_pass, default=[], metavar="OP.PASS",
                    help="time exactly this op in this pass (repeatable, e.g. --pair softmax.fwd --pair cross_entropy.full), "
                         "instead of every --op in every --pass")
+    options.add_loss_options(p)
     p.add_argument("--threads", type=options.positive_int, default=None, metavar="N",
                    help="threads every library computes with (default: each library's own, all cores for torch and jax)")
     p.add_argument("--max-bytes", type=options.byte_size, default=None, metavar="SIZE", help="skip sizes whose working set exceeds this (default: half of free memory)")
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed.plan import timing_units as sharded_units
     from ..core.threads import environment
     from ..measure.planning import Plan, finalize, timing_units
+    from ..core.records import options_label
 
     if "linear_cross_entropy" in args.op:
         return _run_lce(args)
@@ -76,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
     if args.pair and (args.op or args.pass_):
         raise UsageError("--pair names op and pass together; leave out --op and --pass")
     pairs = list(dict.fromkeys(args.pair)) or [(op, pass_) for op in ops for pass_ in passes]
-    plan = Plan(sizes, modes, pairs, extra)
+    if args.loss_options and not any(op == "cross_entropy" for op, _ in pairs):
+        raise UsageError("--loss-options are the cross-entropy's: add --op cross_entropy (or a --pair cross_entropy.PASS)")
+    plan = Plan(sizes, modes, pairs, extra, args.loss_options)
     budget = QUICK_BUDGET if args.quick else DEFAULT_BUDGET
     args.dtype = args.dtype or ["float32"]  # every backend has float32; --dtype adds others
     registry = options.registry(args)
@@ -118,10 +122,12 @@ def run(args: argparse.Namespace) -> int:
         results.rewrite()
     wanted = {(t.backend, t.device, t.dtype) for t in selection.targets}
     planned = {(s.rows, s.vocab, m, o, p) for s, m, o, p in plan.items()}
+    labels = {None} | {options_label(o.to_record()) for o in args.loss_options}
     records = [
         r for r in results.records
         if r.get("kind") == "timing" and (r["backend"], r["device"], r["dtype"]) in wanted
         and (r["rows"], r["vocab"], r.get("mode"), r.get("op"), r.get("pass")) in planned
+        and options_label(r.get("options")) in labels
     ]
     print(table(records, baseline=args.baseline))
     if any(r.get("suspect") for r in records):

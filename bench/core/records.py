@@ -89,6 +89,7 @@ class Workpoint:
     case: Optional[str] = None
     world_size: Optional[int] = None
     hidden: Optional[int] = None  # linear_cross_entropy's H (kept in a record's extra fields)
+    options: Optional[str] = None  # the loss options' label (``CrossEntropyOptions.label``); None: the plain loss
 
     @classmethod
     def of(cls, stored: Mapping[str, Any]) -> "Workpoint":
@@ -134,8 +135,10 @@ class _Record:
     @property
     def workpoint(self) -> Workpoint:
         """The unit of work this record belongs to: the record's fields of ``Workpoint``'s names."""
-        return Workpoint(**{f.name: getattr(self, f.name) if hasattr(self, f.name) else self.extra.get(f.name)
-                            for f in fields(Workpoint)})
+        values = {f.name: getattr(self, f.name) if hasattr(self, f.name) else self.extra.get(f.name)
+                  for f in fields(Workpoint)}
+        values["options"] = options_label(values["options"])
+        return Workpoint(**values)
 
     @classmethod
     def from_dict(cls: type[R], stored: Mapping[str, Any]) -> R:
@@ -150,6 +153,21 @@ class _Record:
             raise TypeError(f"a stored {cls.kind} record lacks {', '.join(missing)}")
         extra = {key: value for key, value in stored.items() if key not in by_key}
         return cls(**known, extra=extra, stored_order=tuple(stored))
+
+
+def options_label(stored: Optional[Mapping[str, Any]]) -> Optional[str]:
+    """The label of a record's ``options`` (a dict of the active loss options), None for the plain loss.
+
+    A dict this version cannot read (a hand edit, a newer option) keeps a label of its own, sorted keys.
+    """
+    if not stored:
+        return None
+    from ..loss_options import CrossEntropyOptions, OptionsError
+
+    try:
+        return CrossEntropyOptions.from_record(dict(stored)).label()
+    except (OptionsError, TypeError, ValueError):
+        return ",".join(f"{k}={stored[k]!r}" for k in sorted(stored))
 
 
 def copy_fraction(gbps: Optional[float], copy_gbps: Optional[float]) -> Optional[float]:
@@ -176,6 +194,8 @@ class TimingRecord(_Record):
     mode: str
     op: str = "softmax"
     pass_: str = "fwd"
+    # The loss options the unit ran with (``CrossEntropyOptions.to_record``: the active ones); absent: the plain loss.
+    options: Optional[dict] = _optional()
     library: Optional[str] = None
     route: Optional[str] = None
     includes_bwd: bool = False
@@ -241,6 +261,8 @@ class CheckRecord(_Record):
     axis: Optional[int] = None
     case: str
     op: str
+    # The loss options of a cross-entropy check (``CrossEntropyOptions.to_record``: the active ones); absent: the plain loss.
+    options: Optional[dict] = _optional()
     special: bool = False  # files from before the field: not a column of the overflow matrix
     expected: Optional[str] = None
     judged: Optional[bool] = None  # files from before the field: judged when ``expected`` is not None

@@ -73,8 +73,12 @@ def _sharded_op(op: str, how: str) -> str:
 
 
 def check_units(targets: Sequence[Target], chosen: Sequence[Case], plugin_files: Sequence[str],
-                world_sizes: Sequence[int], groups: Groups) -> list[Unit]:
-    """One unit per (distributed target, world size, case, op) the backend has."""
+                world_sizes: Sequence[int], groups: Groups, ops: Optional[Sequence[str]] = None) -> list[Unit]:
+    """One unit per (distributed target, world size, case, op) the backend has (of ``ops``, when given).
+
+    Cases of loss options are left out: no sharded backend declares an option
+    yet, and the shards are not handed them.
+    """
     from ..measure.calls import supports
 
     registry = cached(plugin_files)
@@ -88,6 +92,9 @@ def check_units(targets: Sequence[Target], chosen: Sequence[Case], plugin_files:
                 for op in case.ops:
                     # Across ranks there is no autodiff: a gradient needs the backend's own function.
                     if not supports(backend, op) or route(backend, op) == "autodiff":
+                        continue
+                    # The shards are handed no loss options: a case of options is for the single-process check.
+                    if (ops and op not in ops) or (case.options is not None and case.options.active()):
                         continue
                     identity = replace(base_record(target, case, op), world_size=world_size).workpoint
 

@@ -59,6 +59,23 @@ def supports(backend: Backend, op: str) -> bool:
     return route(backend, op) is not None
 
 
+def options_unsupported(backend: Backend, op: str, options: Any, how: Optional[str] = None) -> Optional[str]:
+    """None when ``backend`` computes ``op`` (cross_entropy, ce_grad) under loss ``options`` by its route, else why not.
+
+    Only the backend's own loss functions compute an option (they declare
+    ``loss_options``); the derived routes (log_softmax and a gather, its VJP)
+    compute none, so any option there is unsupported.
+    """
+    if options is None or not options.active():
+        return None
+    from ..loss_options import unsupported
+
+    how = how or route(backend, op)
+    own = how in ("explicit", "fused") or (how == "autodiff" and backend.cross_entropy is not None)
+    reason = unsupported(options, backend.loss_options if own else ())
+    return reason if reason is None or own else f"{reason} (route {how})"
+
+
 def check_output(adapter: adapters.Adapter, out: Any, shape: tuple, dtype: str, device: str) -> None:
     """Raise ``BackendFailure`` unless ``out`` is a ``dtype`` array of ``shape`` on ``device``."""
     if not adapter.is_array(out):
@@ -92,13 +109,10 @@ def cross_entropy_call(backend: Backend, adapter: adapters.Adapter, op: str, how
     silently dropped (the derived and autodiff routes compute none).
     """
     if options is not None and options.active():
-        from ..loss_options import unsupported
-
         # Only the backend's own loss functions can compute an option; the derived route computes none.
-        own = how in ("explicit", "fused") or (how == "autodiff" and backend.cross_entropy is not None)
-        reason = unsupported(options, backend.loss_options if own else ())
+        reason = options_unsupported(backend, op, options, how)
         if reason is not None:
-            raise errors.NotAvailable(reason if own else f"{reason} (route {how})")
+            raise errors.NotAvailable(reason)
         if how == "explicit" and op == "cross_entropy":
             return backend.cross_entropy(x, target, ignore_index=IGNORE_INDEX, options=options)
         if how == "fused":
@@ -132,6 +146,7 @@ def call(
     inputs: Mapping[str, np.ndarray],
     axis: int = -1,
     strided: bool = False,
+    options: Any = None,
 ) -> np.ndarray:
     """Run ``op`` of a registered backend and return its validated output as NumPy.
 
@@ -139,10 +154,12 @@ def call(
     VJPs, and "dy" for every gradient; the cross-entropy ops also take
     "target" (an index per row, reduced axis last) and "dloss". Each array is
     converted to the backend's library, device and ``dtype``; ``strided``
-    makes the inputs non-contiguous.
+    makes the inputs non-contiguous. ``options`` (a ``CrossEntropyOptions``)
+    are the loss options of the cross-entropy ops; under a reduction the loss
+    and "dloss" are 0-d.
     """
     with np.errstate(all="ignore"):  # overflow and NaN are what the suite measures, not news
-        return _call(registry.cached(plugin_files).get(backend_name), device, dtype, op, inputs, axis, strided)
+        return _call(registry.cached(plugin_files).get(backend_name), device, dtype, op, inputs, axis, strided, options)
 
 
 def _rows(a: np.ndarray, axis: int) -> np.ndarray:
@@ -150,7 +167,13 @@ def _rows(a: np.ndarray, axis: int) -> np.ndarray:
     return moved.reshape(-1, moved.shape[-1]) if moved.ndim else moved.reshape(1, 1)
 
 
-def _call(backend: Backend, device: str, dtype: str, op: str, inputs: Mapping[str, np.ndarray], axis: int, strided: bool) -> np.ndarray:
+def loss_shape(rows: int, options: Any) -> tuple[int, ...]:
+    """The shape of the loss of ``rows`` rows: one per row, or () under a reduction (mean, sum)."""
+    return () if options is not None and options.reduction != "none" else (rows,)
+
+
+def _call(backend: Backend, device: str, dtype: str, op: str, inputs: Mapping[str, np.ndarray], axis: int, strided: bool,
+          options: Any = None) -> np.ndarray:
     adapter = adapters.get(backend.library)
     how = route(backend, op)
     if how is None:
@@ -161,8 +184,8 @@ def _call(backend: Backend, device: str, dtype: str, op: str, inputs: Mapping[st
         target = adapter.index_array(inputs["target"], device)
         dloss = adapter.from_numpy(inputs["dloss"], device, dtype)
         dy = adapter.from_numpy(_rows(inputs["dy"], axis), device, dtype) if "dy" in inputs else None
-        out = cross_entropy_call(backend, adapter, op, how, x, target, dloss, dy)
-        check_output(adapter, out, x.shape if op == "ce_grad" else x.shape[:1], dtype, device)
+        out = cross_entropy_call(backend, adapter, op, how, x, target, dloss, dy, options)
+        check_output(adapter, out, x.shape if op == "ce_grad" else loss_shape(x.shape[0], options), dtype, device)
         adapter.sync(device)
         result = adapter.to_numpy(out)
         if op == "ce_grad":

@@ -21,6 +21,7 @@ import numpy as np
 from ..core import dtypes as dt
 from ..backend import GRADIENT_OPS, IGNORE_INDEX, VALUE_OPS
 from ..core.dtypes import FloatInfo
+from ..loss_options import CrossEntropyOptions
 
 SOFTMAX_OPS = ("softmax", "log_softmax")
 CE_OPS = ("cross_entropy", "ce_grad")
@@ -46,6 +47,9 @@ class Case:
     # Cross-entropy targets from the logits of each row (reduced axis last), an
     # index or IGNORE_INDEX per row; None: the second largest logit.
     pick: Optional[Callable[[np.ndarray], np.ndarray]] = None
+    # The loss options of the cross-entropy ops (None: the plain per-row loss); a case with
+    # options is checked only on backends that declare them (see loss_options.unsupported).
+    options: Optional[CrossEntropyOptions] = None
 
     @property
     def judged(self) -> bool:
@@ -67,8 +71,18 @@ class Case:
         return _target_index(self, dtype)
 
     def dloss(self, dtype: str) -> np.ndarray:
-        """A seeded upstream gradient of each row's loss, in [0.5, 2), representable in ``dtype``."""
-        return _dloss(self, dtype)
+        """A seeded upstream gradient of each row's loss, in [0.5, 2), representable in ``dtype``.
+
+        Under a reducing option (``mean``, ``sum``) the loss is one number and so is its
+        upstream gradient: the first row's, as a 0-d array.
+        """
+        dloss = _dloss(self, dtype)
+        return np.asarray(dloss[0]) if self.reduced else dloss
+
+    @property
+    def reduced(self) -> bool:
+        """Whether the cross-entropy ops return one number (reduction mean or sum), not one per row."""
+        return self.options is not None and self.options.reduction != "none"
 
     def targets(self, dtype: str) -> np.ndarray:
         """dy = -dloss * onehot(target) in the input's shape: the cross-entropy gradient's cotangent of log_softmax."""
@@ -160,6 +174,81 @@ def _masked_long(fi, rng):
     return x
 
 
+# --------------------------------------------------------------------------- loss options (issue 22)
+# Each option alone, a combination, and the hostile cases of each; small (8 x 256) because the
+# exact reference of the options (loss_options.reference) is plain 200-bit mpmath.
+OPT_SHAPE = (8, 256)
+
+
+def _ignoring(*rows: int, pick: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Callable[[np.ndarray], np.ndarray]:
+    """Targets at each row's second largest logit (or ``pick``'s), IGNORE_INDEX on ``rows``."""
+    def choose(x: np.ndarray) -> np.ndarray:
+        target = np.array((pick or _second_largest)(x), dtype=np.int64)
+        target[[r for r in rows if r < len(target)]] = IGNORE_INDEX
+        return target
+
+    return choose
+
+
+def _class_weights(vocab: int) -> tuple[float, ...]:
+    """Weights 0, 0.5, 1, 2 and 3 in turn: exact in every dtype, and zero for every fifth class."""
+    return tuple(float(w) for w in np.resize([0.0, 0.5, 1.0, 2.0, 3.0], vocab))
+
+
+def _zero_weight_targets(x: np.ndarray) -> np.ndarray:
+    """Rows 0 and 3 target a class of weight 0 (class 5k); the others their second largest logit."""
+    target = _second_largest(x)
+    target[[0, 3]] = [5, 10]
+    return target
+
+
+def _masked_one(shape, scale=3.0):
+    return _with(shape, (slice(None), 9), -np.inf, scale)
+
+
+_W = _class_weights(OPT_SHAPE[1])
+_EVERY_FOURTH = _ignoring(1, 5)
+
+
+def _opt(name, doc, options, make=None, pick=None, ops=CE_OPS, **kw) -> Case:
+    return Case(name, doc, make or _randn(OPT_SHAPE, 3.0), ops, pick=pick or _EVERY_FOURTH, options=options, **kw)
+
+
+OPTION_CASES: tuple[Case, ...] = (
+    _opt("opt_mean", "reduction=mean over rows 1 and 5 ignored: divide by the 6 rows kept, not by 8", CrossEntropyOptions(reduction="mean")),
+    _opt("opt_sum", "reduction=sum, rows 1 and 5 ignored", CrossEntropyOptions(reduction="sum")),
+    _opt("opt_smoothing", "label_smoothing=0.1", CrossEntropyOptions(label_smoothing=0.1)),
+    _opt("opt_smoothing_0", "label_smoothing=0 with a masked (-inf) logit, reduction=sum: 0·inf must not make NaN",
+         CrossEntropyOptions(reduction="sum", label_smoothing=0.0), make=_masked_one(OPT_SHAPE)),
+    _opt("opt_smoothing_1", "label_smoothing=1: the target is uniform, the target logit carries no extra weight",
+         CrossEntropyOptions(label_smoothing=1.0)),
+    _opt("opt_z_loss", "z_loss=1e-4 on 30 + 3·randn: the term z·lse² (about 0.1) in the loss and 2z·lse·p in the gradient",
+         CrossEntropyOptions(z_loss=1e-4), make=_randn(OPT_SHAPE, 3.0, 30.0)),
+    _opt("opt_z_loss_lse_300", "z_loss=1e-4 on 300 + randn: lse² ≈ 9.3e4 overflows float16 (65504) unless squared in float32",
+         CrossEntropyOptions(z_loss=1e-4), make=_randn(OPT_SHAPE, 1.0, 300.0)),
+    _opt("opt_softcap", "softcap=30 on 10·randn (Gemma 2's cap·tanh(x/cap)), tanh' in the gradient",
+         CrossEntropyOptions(softcap=30.0), make=_randn(OPT_SHAPE, 10.0)),
+    _opt("opt_softcap_huge", "softcap=30 on logits up to ±6e4: capped before any shift, every z within ±30",
+         CrossEntropyOptions(softcap=30.0), make=lambda fi, rng: rng.uniform(-6e4, 6e4, OPT_SHAPE)),
+    _opt("opt_temperature_small", "temperature=1e-3: z = x/T up to ±1e4, the gradient carries 1/T = 1000",
+         CrossEntropyOptions(temperature=1e-3)),
+    _opt("opt_temperature_huge", "temperature=1e6: z = x/T ≈ 1e-6, a nearly uniform row", CrossEntropyOptions(temperature=1e6)),
+    _opt("opt_class_weight", "class weights 0, 0.5, 1, 2, 3 in turn; rows 0 and 3 target a class of weight 0 (per-row loss)",
+         CrossEntropyOptions(class_weight=_W), pick=_ignoring(1, 5, pick=_zero_weight_targets)),
+    _opt("opt_class_weight_mean", "class weights with reduction=mean: the sum over Σ w_t of kept rows (torch's weighted mean)",
+         CrossEntropyOptions(reduction="mean", class_weight=_W), pick=_ignoring(1, 5, pick=_zero_weight_targets)),
+    _opt("opt_all_ignored_mean", "reduction=mean with every row ignored: 0/0, a NaN loss (torch's convention, judged)",
+         CrossEntropyOptions(reduction="mean"), pick=lambda rows: np.full(len(rows), IGNORE_INDEX), ops=("cross_entropy",),
+         expected="nan-row"),
+    _opt("opt_all_ignored_mean_grad", "the gradient of that mean: torch gives 0 (no row contributes), 0/0 gives NaN; "
+         "no single convention, recorded", CrossEntropyOptions(reduction="mean"), pick=lambda rows: np.full(len(rows), IGNORE_INDEX),
+         ops=("ce_grad",), expected=None),
+    _opt("opt_combined", "all six: mean, label_smoothing=0.1, z_loss=1e-4, softcap=30, temperature=0.7, class weights; rows 1 and 5 ignored",
+         CrossEntropyOptions(reduction="mean", label_smoothing=0.1, z_loss=1e-4, softcap=30.0, temperature=0.7, class_weight=_W),
+         make=_randn(OPT_SHAPE, 10.0), pick=_ignoring(1, 5, pick=_zero_weight_targets)),
+)
+
+
 CASES: tuple[Case, ...] = (
     # Random logits at growing scales: the error grows with max - x_i (BHH).
     *(
@@ -211,6 +300,7 @@ CASES: tuple[Case, ...] = (
          _with((2, 8), (slice(None), 3), np.inf), expected=None, special=True, anchor=9),
     Case("nan_entry", "one NaN: the whole row is NaN (NaN must not be hidden)", _with((2, 8), (slice(None), 2), np.nan),
          expected="nan-row", special=True),
+    *OPTION_CASES,
 )
 
 _BY_NAME = {case.name: case for case in CASES}

@@ -10,13 +10,14 @@ special cases, the reference rows of the overflow matrix.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
 from . import cases as case_catalog
 from . import calls
-from .cases import Case
+from .cases import CE_OPS, Case
 from .figures import evaluate, inputs_for, prime
 from ..core.isolation import BackendFailure
 from ..core.records import CheckRecord
@@ -42,6 +43,7 @@ def base_record(target: Target, case: Case, op: str) -> CheckRecord:
         backend=target.backend, device=target.device, dtype=target.dtype, **_shape_fields(case, target.dtype),
         case=case.name, op=op, special=case.special, expected=case.expected, judged=case.judged,
         scale=case.scale, anchor=case.anchor,
+        options=(case.options.to_record() or None) if case.options is not None and op in CE_OPS else None,
     )
 
 
@@ -65,7 +67,7 @@ def run_case(executor: Any, target: Target, case: Case, op: str, plugin_files: S
     start = time.perf_counter()
     out = executor.run(
         (target.backend, target.device), calls.call, target.backend, tuple(plugin_files),
-        target.device, target.dtype, op, given, case.axis, case.strided,
+        target.device, target.dtype, op, given, case.axis, case.strided, case.options if op in CE_OPS else None,
     )
     seconds = time.perf_counter() - start
     with np.errstate(all="ignore"):
@@ -89,6 +91,9 @@ def _applicable(targets: Sequence[Target], chosen: Sequence[Case], plugin_files:
                 continue
             for op in case.ops:
                 if (ops and op not in ops) or not calls.supports(backend, op):
+                    continue
+                # A case of loss options is checked where the backend declares them (the others: see skipped_options).
+                if calls.options_unsupported(backend, op, case.options) is not None:
                     continue
                 yield target, case, op, "value" if op in ("softmax", "log_softmax") else calls.route(backend, op)
 
@@ -114,9 +119,33 @@ def plan(targets: Sequence[Target], chosen: Sequence[Case], plugin_files: Sequen
     return units
 
 
-def select_cases(names: Sequence[str]) -> list[Case]:
-    """The named cases (all by default); ``UsageError`` for an unknown name."""
-    return [case_catalog.get(name) for name in choose(names, case_catalog.names(), "case")]
+def select_cases(names: Sequence[str], loss_options: Sequence[Any] = ()) -> list[Case]:
+    """The named cases (all by default); ``UsageError`` for an unknown name.
+
+    With ``loss_options`` (``CrossEntropyOptions``, from ``--loss-options``)
+    the cross-entropy cases without options of their own, each run under each
+    of those options: the plain catalog, checked with the user's options.
+    """
+    chosen = [case_catalog.get(name) for name in choose(names, case_catalog.names(), "case")]
+    if not loss_options:
+        return chosen
+    return [replace(case, ops=tuple(op for op in case.ops if op in CE_OPS), options=options)
+            for options in loss_options for case in chosen if case.options is None and set(case.ops) & set(CE_OPS)]
+
+
+def skipped_options(targets: Sequence[Target], chosen: Sequence[Case], plugin_files: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """(backend, reason) for each selected backend left out of cases of loss options it does not declare, once each."""
+    registry = cached(plugin_files)
+    found: dict[str, str] = {}
+    for target in targets:
+        backend = registry.get(target.backend)
+        for case in chosen:
+            for op in case.ops:
+                if op in CE_OPS and calls.supports(backend, op) and target.backend not in found:
+                    reason = calls.options_unsupported(backend, op, case.options)
+                    if reason:
+                        found[target.backend] = f"{reason}: its cases of loss options ({case.options.label()}, ...) are not checked"
+    return list(found.items())
 
 
 # --------------------------------------------------------------------------- conventions

@@ -44,7 +44,7 @@ def inputs_for(case: Case, dtype: str, op: str, path: str) -> dict[str, np.ndarr
         return {"x": x}
     if op in ("cross_entropy", "ce_grad"):
         given = {"x": x, "target": case.target_index(dtype), "dloss": case.dloss(dtype)}
-        if op == "ce_grad" and path in ("derived", "autodiff"):
+        if op == "ce_grad" and path in ("derived", "autodiff") and case.options is None:
             given["dy"] = case.targets(dtype)
         return given
     dy = case.cotangent(dtype)
@@ -139,6 +139,10 @@ def _exact(case: Case, dtype: str, op: str, path: str) -> tuple[np.ndarray, np.n
     from . import reference
 
     with_lo = dtype == "float64"
+    if case.options is not None and op in ("cross_entropy", "ce_grad"):
+        loss, grad = _options_exact(case, dtype)
+        hi = loss.reshape(-1, 1) if op == "cross_entropy" else grad
+        return hi, np.zeros_like(hi)  # rounded once to float64: no lo (loss_options.reference)
     if op in ("softmax", "log_softmax"):
         fn = reference.softmax if op == "softmax" else reference.log_softmax
         return fn(_rows(case.inputs(dtype), case.axis), with_lo)
@@ -158,6 +162,21 @@ def _exact(case: Case, dtype: str, op: str, path: str) -> tuple[np.ndarray, np.n
     if op == "softmax_vjp":
         return reference.softmax_grad(x, dy, with_lo)
     return reference.log_softmax_grad(x, dy, with_lo)
+
+
+_OPTIONS_EXACT: dict[tuple[Case, str], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _options_exact(case: Case, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """The exact (loss, dlogits) of a case with loss options, one 200-bit pass for both ops, cached."""
+    found = _OPTIONS_EXACT.get((case, dtype))
+    if found is None:
+        from ..loss_options import reference as options_reference
+
+        x = _rows(case.inputs(dtype), case.axis)
+        found = _OPTIONS_EXACT[(case, dtype)] = options_reference(
+            x, case.target_index(dtype), case.options, IGNORE_INDEX, case.dloss(dtype))
+    return found
 
 
 def _at_targets(rows: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -247,6 +266,99 @@ def softmax_tolerance_ulp(case: Case, dtype: str) -> float:
     return float(np.min(np.take_along_axis(ratio, np.argmax(hi, axis=1)[:, None], axis=1)))
 
 
+def options_tolerance(op: str, dtype: str, x: np.ndarray, target: np.ndarray, options: Any, dloss: np.ndarray,
+                      hi: np.ndarray) -> np.ndarray:
+    """Absolute tolerance of the loss (op "cross_entropy") or its gradient ("ce_grad") under loss ``options``.
+
+    The same first-order analysis as ``tolerance`` with slack, carried through
+    each option (``loss_options``' definition): the transformed logits
+    ``z = cap·tanh(x/cap)/T`` are off by a few u of |z| (plus tanh's argument
+    error, damped by tanh'); the log-sum-exp by the largest such error plus
+    its own rounding ((2 + |lse| + log s) u) and n u_acc for the sum; each
+    term of the loss (nll, smoothing, z-loss) by its weight times those,
+    the smoothing sum by n u_acc of its size, the z-loss by 2|lse| times the
+    lse error plus 3u of z·lse²; a reduction adds rows u_acc of the sum of
+    |losses| (and the mean the rounding of its divisor). The gradient entry
+    ``scale·G_j·dz_j`` is off by the relative error of p_j (from its shift,
+    its z and the lse) in each term, the rounding of dz_j (tanh' loses 2u
+    absolute), and u of each factor. Inputs ``x`` in row form; never NaN
+    (an undefined bound is 0: any error at such a place fails).
+    """
+    fi, acc = dt.info(dtype), dt.accumulation_info(dtype)
+    u, ua = fi.u, acc.u
+    o = options
+    rows, n = x.shape
+    finite = np.isfinite(x)
+    keep = target != IGNORE_INDEX
+    t = np.where(keep, target, 0)
+    w = np.ones(n) if o.class_weight is None else np.asarray(o.class_weight, dtype=np.float64)
+    eps, zl, temp = o.label_smoothing, o.z_loss, o.temperature
+    with np.errstate(all="ignore"):
+        xf = np.where(finite, x, 0.0)
+        if o.softcap is None:
+            z = xf / temp
+            ez = 2 * u * np.abs(z) if temp != 1 else np.zeros_like(z)
+            dz = np.full_like(z, 1 / temp)
+            edz = np.full_like(z, u / temp if temp != 1 else 0.0)
+        else:
+            th = np.tanh(xf / o.softcap)
+            z = o.softcap * th / temp
+            damp = 1 - th * th
+            ez = u * (np.abs(xf) / temp * damp + 6 * np.abs(z))  # tanh to a few u (a vectorised one: ~3 u)
+            dz = damp / temp
+            edz = u * (4 + 2 * np.abs(xf / o.softcap) * damp) / temp
+        zm = np.where(finite, z, -np.inf)
+        m = np.max(zm, axis=1, keepdims=True, initial=-np.inf)
+        m = np.where(np.isfinite(m), m, 0.0)
+        e = np.where(finite, np.exp(zm - m), 0.0)
+        s = np.sum(e, axis=1, keepdims=True)
+        p = e / s
+        log_s = np.log(s)
+        lse = m + log_s
+        d = np.where(finite, m - z, 0.0)
+        ez = np.where(finite, ez, 0.0)
+        e_lse = np.max(ez, axis=1, keepdims=True, initial=0.0) + u * (2 + np.abs(lse) + np.abs(log_s)) + n * ua
+        wt = np.where(keep, w[t], 0.0)[:, None]
+        zt = np.take_along_axis(z, t[:, None], axis=1)
+        ezt = np.take_along_axis(ez, t[:, None], axis=1)
+        nll = wt * (lse - zt)
+        smo = np.sum(np.where(finite, w * (lse - z), np.inf if eps else 0.0), axis=1, keepdims=True) / n
+        loss = (1 - eps) * nll + (eps * smo if eps else 0.0) + zl * lse * lse
+        e_nll = wt * (e_lse + ezt + 2 * u * (np.abs(lse) + np.abs(zt)))
+        e_smo = (np.sum(np.where(finite, w * (e_lse + ez + 2 * u * (np.abs(lse) + np.abs(z))), 0.0), axis=1, keepdims=True) / n
+                 + n * ua * np.abs(smo)) if eps else 0.0
+        e_z = zl * (2 * np.abs(lse) * e_lse + 3 * u * lse * lse)
+        row = np.where(keep[:, None], (1 - eps) * e_nll + eps * e_smo + e_z, 0.0)
+        loss = np.where(keep[:, None], loss, 0.0)
+        weight_sum = float(np.sum(wt))
+        if op == "cross_entropy":
+            if o.reduction == "none":
+                tol = SLACK * (row + u * np.abs(hi))
+            else:
+                total = float(np.sum(row) + rows * ua * np.sum(np.abs(loss)))
+                if o.reduction == "mean":
+                    total = total / weight_sum + (rows * ua + 2 * u) * float(np.abs(hi).max(initial=0.0))
+                tol = np.full_like(hi, SLACK * (total + u * float(np.abs(hi).max(initial=0.0))))
+            return np.nan_to_num(tol + fi.denorm_min, nan=0.0)
+        # ce_grad: g_j = scale_i · G_j · dz_j
+        if o.reduction == "none":
+            scale = np.abs(np.asarray(dloss, dtype=np.float64)).reshape(-1, 1)
+        elif o.reduction == "sum":
+            scale = np.full((rows, 1), abs(float(dloss)))
+        else:
+            scale = np.full((rows, 1), abs(float(dloss)) / weight_sum if weight_sum else 0.0)
+        onehot = np.zeros_like(p)
+        onehot[np.flatnonzero(keep), t[keep]] = 1.0
+        big_g = (1 - eps) * wt * (p - onehot) + eps * (np.sum(w) * p - w) / n + 2 * zl * lse * p
+        rel_p = (2 + d + np.abs(log_s)) * u + n * ua + ez + e_lse
+        e_g = ((1 - eps) * wt + eps * np.sum(w) / n + 2 * zl * np.abs(lse)) * p * rel_p \
+            + 2 * u * ((1 - eps) * wt * np.abs(p - onehot) + eps * (np.sum(w) * p + w) / n + 2 * zl * np.abs(lse) * p) \
+            + 2 * zl * p * e_lse
+        err = scale * (e_g * np.abs(dz) + np.abs(big_g) * edz) + (3 * u + (rows * ua if o.reduction == "mean" else 0.0)) * np.abs(hi)
+        tol = np.where(keep[:, None], SLACK * err, 0.0) + fi.tiny * (1 + scale)
+        return np.nan_to_num(tol, nan=0.0)
+
+
 @dataclass
 class Verdict:
     """The figures of one output against the reference, and what they mean."""
@@ -332,16 +444,8 @@ def evaluate(case: Case, dtype: str, op: str, path: str, out: np.ndarray, given:
     return Verdict(figures, passed, behaviour, reason)
 
 
-def _within_tolerance(case, dtype, op, path, x, hi, y, err, defined, given, figures) -> tuple[bool, Optional[str]]:
-    if not defined.all() or y.size == 0:
-        return bool(defined.all()), None if defined.all() else "the exact answer is undefined"
-    if np.isnan(y).any():
-        return False, "NaN where the exact answer is finite"
-    rows_given = {k: _rows(v, case.axis) for k, v in given.items() if k in ("x", "y", "dy")}
-    if op in ("cross_entropy", "ce_grad"):
-        rows_given.update(target=case.target_index(dtype), dy=_rows(case.targets(dtype), case.axis))
-    y_exact = exact(case, dtype, "softmax", "value")[0] if op in GRADIENT_OPS else None
-    tol = tolerance(op, path, dtype, x, hi, rows_given, y_exact)
+def _judge(err, tol, y, hi, figures) -> tuple[bool, Optional[str]]:
+    """Every element's error within its tolerance; else the worst one, named (its ratio is recorded)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(err == 0, 0.0, err / tol)
     worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
@@ -350,6 +454,25 @@ def _within_tolerance(case, dtype, op, path, x, hi, y, err, defined, given, figu
         where = f"row {worst[0]}, element {worst[1]}" if ratio.shape[0] > 1 else f"element {worst[1]}"
         return False, (f"error {format_figure(err[worst])} is {format_figure(ratio[worst])}x its tolerance at {where}: "
                        f"got {format_figure(y[worst])}, exact {format_figure(hi[worst])}")
+    return True, None
+
+
+def _within_tolerance(case, dtype, op, path, x, hi, y, err, defined, given, figures) -> tuple[bool, Optional[str]]:
+    if not defined.all() or y.size == 0:
+        return bool(defined.all()), None if defined.all() else "the exact answer is undefined"
+    if np.isnan(y).any():
+        return False, "NaN where the exact answer is finite"
+    if case.options is not None and op in ("cross_entropy", "ce_grad"):
+        tol = options_tolerance(op, dtype, x, case.target_index(dtype), case.options, case.dloss(dtype), hi)
+        return _judge(err, tol, y, hi, figures)
+    rows_given = {k: _rows(v, case.axis) for k, v in given.items() if k in ("x", "y", "dy")}
+    if op in ("cross_entropy", "ce_grad"):
+        rows_given.update(target=case.target_index(dtype), dy=_rows(case.targets(dtype), case.axis))
+    y_exact = exact(case, dtype, "softmax", "value")[0] if op in GRADIENT_OPS else None
+    tol = tolerance(op, path, dtype, x, hi, rows_given, y_exact)
+    correct, reason = _judge(err, tol, y, hi, figures)
+    if not correct:
+        return correct, reason
     if op == "softmax":
         # The row mass: catches a row flushed to zeros, which elementwise FTZ allowance would let through.
         fi = dt.info(dtype)

@@ -26,6 +26,7 @@ from ..core.sizes import Size, working_set
 from .suite import Unit
 from .clock import Budget
 from .timing import ceiling_margin, measure, roofline, suspicion
+from .calls import options_unsupported
 from .workloads import unsupported
 
 
@@ -37,15 +38,22 @@ class Plan:
     modes: Sequence[str]
     passes: Sequence[tuple[str, str]]
     extra: Sequence[tuple[Size, str, str, str]] = ()
+    # The cross-entropy's loss options (``CrossEntropyOptions``), each its own unit; () is the plain loss alone.
+    loss_options: Sequence[Any] = ()
+
+    def options_of(self, op: str) -> list[Any]:
+        """The loss options ``op`` is timed under: each of ``loss_options`` for the cross-entropy, else None."""
+        return list(self.loss_options) if op == "cross_entropy" and self.loss_options else [None]
 
     def items(self) -> list[tuple[Size, str, str, str]]:
         grid = [(size, mode, op, pass_) for (op, pass_) in self.passes for size in self.sizes for mode in self.modes]
         return list(dict.fromkeys(grid + list(self.extra)))
 
 
-def _record(target: Target, size: Size, mode: str, op: str, pass_: str, library: str) -> TimingRecord:
+def _record(target: Target, size: Size, mode: str, op: str, pass_: str, library: str, options: Any = None) -> TimingRecord:
     return TimingRecord(backend=target.backend, device=target.device, dtype=target.dtype, rows=size.rows,
-                        vocab=size.vocab, mode=mode, op=op, pass_=pass_, library=library)
+                        vocab=size.vocab, mode=mode, op=op, pass_=pass_, library=library,
+                        options=(options.to_record() or None) if options is not None else None)
 
 
 def skip_reason(size: Size, dtype: str, buffers: int, llc: int, max_bytes: Optional[int], op: str = "softmax",
@@ -67,29 +75,35 @@ def timing_units(selection: Selection, plan: Plan, budget: Budget, max_bytes: Op
     plugin_files = tuple(selection.plugin_files)
     units = []
     for size, mode, op, pass_ in plan.items():
-        for target in selection.single_process:
+        for target, options in ((t, o) for o in plan.options_of(op) for t in selection.single_process):
             backend = selection.registry.get(target.backend)
             if unsupported(backend, op, pass_):
                 continue
             llc = llcs[target.device]
-            record = _record(target, size, mode, op, pass_, backend.library)
+            record = _record(target, size, mode, op, pass_, backend.library, options)
             label = f"{target.backend} {target.device} {target.dtype} {size.label} {mode} {op} {pass_}"
+            if options is not None and options.active():
+                label += f" {options.label()}"
             buffers = buffer_count(size.nbytes(target.dtype), mode, llc)
             reason = skip_reason(size, target.dtype, buffers, llc, max_bytes, op, pass_)
+            # Loss options the backend does not declare: recorded as not run, with the reason (never dropped).
+            lacking = options_unsupported(backend, "cross_entropy" if pass_ == "fwd" else "ce_grad", options) if op == "cross_entropy" else None
+            if lacking:
+                reason = f"skipped: {lacking}"
             if reason:
                 record.skipped, record.reason = True, reason
                 units.append(Unit(identity=record.workpoint, run=lambda ex, r=record: [r.as_dict()],
                                   on_failure=lambda f, r=record: [r.as_dict()], label=label))
                 continue
 
-            def run(ex, t=target, s=size, m=mode, o=op, p=pass_, lib=backend.library, llc=llc):
+            def run(ex, t=target, s=size, m=mode, o=op, p=pass_, lib=backend.library, llc=llc, lo=options):
                 figures = ex.run((t.backend, t.device), measure, t.backend, t.device, t.dtype, s.rows, s.vocab, m,
                                  budget=budget, llc=llc, plugin_files=plugin_files, op=o, pass_=p,
-                                 thread_count=threads)
-                return [_record(t, s, m, o, p, lib).measured(figures).as_dict()]
+                                 thread_count=threads, options=lo)
+                return [_record(t, s, m, o, p, lib, lo).measured(figures).as_dict()]
 
-            def failed(f, t=target, s=size, m=mode, o=op, p=pass_, lib=backend.library):
-                record = _record(t, s, m, o, p, lib)
+            def failed(f, t=target, s=size, m=mode, o=op, p=pass_, lib=backend.library, lo=options):
+                record = _record(t, s, m, o, p, lib, lo)
                 if f.kind == "unavailable":  # a route that cannot apply: not run, not a failure
                     record.skipped, record.reason = True, f"skipped: {f.reason}"
                 else:

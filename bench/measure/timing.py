@@ -96,6 +96,7 @@ def prepare(
     seed: int = 0,
     op: str = "softmax",
     pass_: str = "fwd",
+    options: Any = None,
 ) -> PreparedCall:
     """Random inputs on the device (``buffers`` sets), nothing timed.
 
@@ -107,7 +108,7 @@ def prepare(
     reason = unavailable(reg, backend_name, device, dtype) or unsupported(backend, op, pass_)
     if reason:
         raise Unavailable(f"{backend_name} {op} {pass_} on {device} {dtype}: {reason}")
-    workload = build(backend, device, dtype, op, pass_)
+    workload = build(backend, device, dtype, op, pass_, options)
     return PreparedCall(workload, size, Inputs(workload, size.rows, size.vocab, buffers, seed))
 
 
@@ -227,6 +228,7 @@ def measure(
     op: str = "softmax",
     pass_: str = "fwd",
     thread_count: Optional[int] = None,
+    options: Any = None,
 ) -> dict[str, Any]:
     """Time one (backend, device, dtype, size, mode, op, pass); runs inside the isolated worker.
 
@@ -242,7 +244,8 @@ def measure(
     buffers = buffer_count(size.nbytes(dtype), mode, llc)
     if buffers > MAX_BUFFERS:
         raise ValueError(f"cold mode at {size.label} {dtype} needs {buffers} buffers (more than {MAX_BUFFERS})")
-    prepared = prepare(backend_name, device, dtype, size, buffers=buffers, plugin_files=plugin_files, op=op, pass_=pass_)
+    prepared = prepare(backend_name, device, dtype, size, buffers=buffers, plugin_files=plugin_files, op=op, pass_=pass_,
+                       options=options)
     workload, inputs, adapter = prepared.workload, prepared.inputs, prepared.adapter
     in_place = op in workload.backend.overwrites_input
     if in_place:

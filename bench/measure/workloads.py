@@ -30,8 +30,9 @@ import numpy as np
 
 from ..core import adapters
 from ..backend import IGNORE_INDEX, PASSES, TIMED_OPS, Backend
-from .calls import check_output, cross_entropy_call, route as op_route
-from .figures import tolerance
+from ..errors import NotAvailable
+from .calls import check_output, cross_entropy_call, options_unsupported, route as op_route
+from .figures import options_tolerance, tolerance
 from ..core.formatting import format_figure
 
 # The reference below is float64, not exact: the check allows this many times
@@ -179,15 +180,19 @@ def _softmax_call(backend: Backend, adapter: adapters.Adapter, op: str, pass_: s
     return full_jax, (lambda a: (a["x"], a["dy"]))
 
 
-def _cross_entropy_call(backend: Backend, adapter: adapters.Adapter, pass_: str, how: str) -> tuple[Callable, Callable]:
+def _cross_entropy_call(backend: Backend, adapter: adapters.Adapter, pass_: str, how: str,
+                        options: Any = None) -> tuple[Callable, Callable]:
     lib = backend.library
     loss_route = op_route(backend, "cross_entropy")
 
     def loss(x, target, dloss):
-        return cross_entropy_call(backend, adapter, "cross_entropy", loss_route, x, target, dloss)
+        return cross_entropy_call(backend, adapter, "cross_entropy", loss_route, x, target, dloss, options=options)
 
     if pass_ == "fwd":
         return (lambda x, t, dl: loss(x, t, dl)), (lambda a: (a["x"], a["target"], a["dloss"]))
+    if how == "fused" and options is not None and options.active():
+        return (lambda x, t, dl: backend.cross_entropy_fwd_bwd(x, t, dl, ignore_index=IGNORE_INDEX, options=options)), (
+            lambda a: (a["x"], a["target"], a["dloss"]))
     if how == "fused":
         return (lambda x, t, dl: backend.cross_entropy_fwd_bwd(x, t, dl, ignore_index=IGNORE_INDEX)), (
             lambda a: (a["x"], a["target"], a["dloss"]))
@@ -256,6 +261,12 @@ class Workload:
     includes_bwd: bool
     fn: Callable
     build: Callable[[dict], tuple]
+    options: Any = None  # the loss options (a CrossEntropyOptions) of a cross-entropy; None: the plain loss
+
+    @property
+    def reduced(self) -> bool:
+        """Whether the loss is one number (reduction mean or sum) and its upstream gradient too."""
+        return self.options is not None and self.options.reduction != "none"
 
     @property
     def byte_model(self) -> ByteModel:
@@ -281,21 +292,28 @@ class Workload:
     def check(self, out: Any, rows: int, vocab: int) -> None:
         """``BackendFailure`` unless every output honours the contract."""
         for name, value in self.named(out).items():
-            check_output(self.adapter, value, (rows,) if name == "loss" else (rows, vocab), self.dtype, self.device)
+            shape = (() if self.reduced else (rows,)) if name == "loss" else (rows, vocab)
+            check_output(self.adapter, value, shape, self.dtype, self.device)
 
 
-def build(backend: Backend, device: str, dtype: str, op: str, pass_: str) -> Workload:
-    """The workload of ``op`` in ``pass_``; ``ValueError`` when the backend cannot provide it."""
+def build(backend: Backend, device: str, dtype: str, op: str, pass_: str, options: Any = None) -> Workload:
+    """The workload of ``op`` in ``pass_`` (a cross-entropy under loss ``options``); ``ValueError`` when the
+    backend cannot provide it, ``errors.NotAvailable`` when it does not declare the options."""
     reason = unsupported(backend, op, pass_)
     if reason:
         raise ValueError(f"{backend.name}: {reason}")
     how, includes_bwd = routes(backend, op, pass_)
     adapter = adapters.get(backend.library)
     if op == "cross_entropy":
-        fn, build_args = _cross_entropy_call(backend, adapter, pass_, how)
+        reason = options_unsupported(backend, "cross_entropy" if pass_ == "fwd" else "ce_grad", options)
+        if reason:
+            raise NotAvailable(reason)
+        fn, build_args = _cross_entropy_call(backend, adapter, pass_, how, options)
     else:
+        options = None  # the loss options are the cross-entropy's alone
         fn, build_args = _softmax_call(backend, adapter, op, pass_, how)
-    return Workload(backend, adapter, device, dtype, op, pass_, how, includes_bwd, fn, build_args)
+    return Workload(backend, adapter, device, dtype, op, pass_, how, includes_bwd, fn, build_args,
+                    options if options is not None and options.active() else None)
 
 
 # ------------------------------------------------------------------ inputs
@@ -364,7 +382,10 @@ class Inputs:
             target = rng.integers(0, vocab, rows)
             target[IGNORED_EVERY - 1::IGNORED_EVERY] = IGNORE_INDEX
             self.target = adapter.index_array(target, device)
+            self.host_target = target
             host["dloss"] = rng.uniform(0.5, 2.0, rows).astype(np.float32)
+            if workload.reduced:
+                host["dloss"] = host["dloss"][:1].reshape(())  # the upstream gradient of one number
         # Sources live on the device in float32; every refill is one scaled copy per array.
         self.sources = {name: adapter.from_numpy(value, device, "float32") for name, value in host.items()}
         del host, x
@@ -408,6 +429,9 @@ class Inputs:
         arrays = self.arrays[b]
         host = {}
         for name, source in self.sources.items():
+            if name == "dloss" and w.reduced:  # one number, not per row
+                host[name] = adapter.to_numpy(arrays[name]).astype(np.float64)
+                continue
             written = adapter.to_numpy(adapter.fill_scaled(None, _take(adapter, source, idx), self.scales[b], w.dtype))
             written = written.astype(np.float64)
             if w.op in w.backend.overwrites_input:  # declared: its inputs were refilled before the call
@@ -420,12 +444,44 @@ class Inputs:
         if w.op == "cross_entropy":
             host["target"] = np.asarray(adapter.to_numpy(self.target))[idx]
         named = w.named(out)
+        if w.options is not None:
+            return _verify_options(w, named, idx, host, self.host_target, sample)
         for name, value in named.items():
             got = adapter.to_numpy(_take(adapter, value, idx)).astype(np.float64)
             problem = _compare(w, name, got, host)
             if problem:
                 return f"the timed calls' outputs are wrong ({name} of sample {sample}: {problem})"
         return None
+
+
+def _verify_options(w: Workload, named: dict[str, Any], idx: np.ndarray, host: dict[str, np.ndarray],
+                    target: np.ndarray, sample: int) -> Optional[str]:
+    """``verify`` under loss options: the rows ``idx`` against loss_options.float64_rows, within VERIFY_SLACK x
+    figures.options_tolerance. A reduced loss is one number of every row, so only its gradient's rows are checked."""
+    from dataclasses import replace
+
+    from ..loss_options import float64_rows, row_cotangents
+
+    if w.reduced:  # each row's share of the one upstream gradient (a mean's over every row's weight)
+        dloss = row_cotangents(target, w.options, host["dloss"], IGNORE_INDEX, np.float64)[idx]
+    else:
+        dloss = host["dloss"]  # the checked rows' own, already taken
+    per_row = replace(w.options, reduction="none")
+    loss, grad = float64_rows(host["x"], host["target"], per_row, dloss, IGNORE_INDEX)
+    for name, value in named.items():
+        if name == "loss" and w.reduced:
+            continue
+        got = w.adapter.to_numpy(_take(w.adapter, value, idx)).astype(np.float64)
+        if name == "loss":
+            ref = loss[:, None]
+            tol = options_tolerance("cross_entropy", w.dtype, host["x"], host["target"], per_row, dloss, ref)
+            problem = _worst(got[:, None], ref, tol)
+        else:
+            tol = options_tolerance("ce_grad", w.dtype, host["x"], host["target"], per_row, dloss, grad)
+            problem = _worst(got, grad, tol)
+        if problem:
+            return f"the timed calls' outputs are wrong ({name} of sample {sample}: {problem})"
+    return None
 
 
 def _take(adapter: adapters.Adapter, array: Any, idx: np.ndarray) -> Any:

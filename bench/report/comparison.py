@@ -32,8 +32,8 @@ from .runs import complete_timings
 from .tables import Cell, Notes, Table, constant_text, dim_name, is_suspect, order_key, pass_label, split_dims
 
 # What makes two timing records the same benchmark (absent op and pass: softmax fwd, as runs.TIMING_DEFAULTS).
-KEY = ("backend", "device", "dtype", "rows", "vocab", "op", "pass", "mode", "world_size")
-_SHOWN_DIMS = ("device", "dtype", "op", "pass", "mode", "world_size")  # folded into the caption when constant
+KEY = ("backend", "device", "dtype", "rows", "vocab", "op", "pass", "options", "mode", "world_size")
+_SHOWN_DIMS = ("device", "dtype", "op", "pass", "options", "mode", "world_size")  # folded into the caption when constant
 
 SLOWER, FASTER, SAME, BROKEN = "slower", "faster", "", "failed in B"
 SUSPECT_B, SUSPECT_A, SUSPECT_BOTH = "suspect in B", "suspect in A", "suspect in both"

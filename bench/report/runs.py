@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ResultsError, UsageError
-from ..core.records import Workpoint, copy_fraction
+from ..core.records import Workpoint, copy_fraction, options_label
 from ..core.results import load
 
 # What a timing record without these fields measured: a forward softmax (every file before them).
@@ -81,7 +81,8 @@ def load_runs(paths: Sequence[str | Path], skip_bad: bool = False,
 def complete_timings(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records of one file, timing records copied with their defaults and device copy filled in.
 
-    ``op`` and ``pass`` get ``TIMING_DEFAULTS`` where absent. Where a record
+    ``op`` and ``pass`` get ``TIMING_DEFAULTS`` where absent; ``options`` (the
+    loss options) becomes its label (``records.options_label``), absent for the plain loss. Where a record
     has no ``device_copy_gbps`` (files from before it), it is the fastest
     ``copy_gbps`` any library measured in this file at the same device, dtype,
     size and mode, and ``device_copy_fraction`` follows from it: the figure
@@ -98,6 +99,8 @@ def complete_timings(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             completed.append(r)
             continue
         r = {**r, **{f: v for f, v in TIMING_DEFAULTS.items() if r.get(f) is None}}
+        if r.get("options") is not None:  # the loss options as one label (a table's column, a comparison's key)
+            r["options"] = options_label(r["options"])
         if r.get("device_copy_gbps") is None:
             r["device_copy_gbps"] = fastest.get(tuple(r.get(f) for f in _COPY_KEY)) or None
         if r.get("device_copy_fraction") is None:

@@ -37,8 +37,8 @@ from .runs import Run
 
 _ORDER = {"device": DEVICES, "dtype": DTYPES, "mode": ("warm", "cold"),
           "op": ("softmax", "log_softmax", "cross_entropy"), "pass": ("fwd", "fwd (incl. bwd)", "bwd", "full")}
-SPEED_DIMS = ("machine", "device", "dtype", "mode", "op", "pass", "threads", "world_size")
-DIM_NAMES = {"world_size": "world size"}
+SPEED_DIMS = ("machine", "device", "dtype", "mode", "op", "pass", "options", "threads", "world_size")
+DIM_NAMES = {"world_size": "world size", "options": "loss options"}
 _ACCURACY_DIMS = ("machine", "device")
 _OVERFLOW_DIMS = ("machine", "device", "op")
 INCLUDES_BWD = "fwd (incl. bwd)"
