@@ -190,11 +190,10 @@ def _cross_entropy_call(backend: Backend, adapter: adapters.Adapter, pass_: str,
 
     if pass_ == "fwd":
         return (lambda x, t, dl: loss(x, t, dl)), (lambda a: (a["x"], a["target"], a["dloss"]))
-    if how == "fused" and options is not None and options.active():
-        return (lambda x, t, dl: backend.cross_entropy_fwd_bwd(x, t, dl, ignore_index=IGNORE_INDEX, options=options)), (
-            lambda a: (a["x"], a["target"], a["dloss"]))
     if how == "fused":
-        return (lambda x, t, dl: backend.cross_entropy_fwd_bwd(x, t, dl, ignore_index=IGNORE_INDEX)), (
+        # options= only when not the plain loss: plugins that know nothing of options keep working.
+        extra = {"options": options} if options is not None and options.active() else {}
+        return (lambda x, t, dl: backend.cross_entropy_fwd_bwd(x, t, dl, ignore_index=IGNORE_INDEX, **extra)), (
             lambda a: (a["x"], a["target"], a["dloss"]))
     if how == "derived":
         def grad(lsm, t, dl):
