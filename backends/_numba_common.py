@@ -1096,26 +1096,45 @@ def _options_weighted_sum(z, w, K):
 
 
 @_jit()
-def _options_gradient(z, out, shift, d, dloss, a, b, w, cap, temp, K, poly):
-    """out = dloss·(a·p - b·w)·dz/dx, p = exp(z - shift)/d, reading z (which may be out itself).
+def _options_gradient_entry(zj, wj, shift, d, inv, fa, fb, ct, inv_t, capped, K, poly):
+    """One entry dloss·(a·p - b·w)·dz/dx of the gradient, p = exp(z_j - shift)/d (see _options_gradient)."""
+    p = _divide(_exp_shifted(zj - shift, K, poly), d, inv)
+    th = zj * ct
+    return (fa * p - fb * wj) * (((K.one - th * th) if capped else K.one) * inv_t)
 
-    The scalars are taken in z's dtype first, so that float32 loops stay float32 (and vectorise).
-    """
-    typed = np.empty(5, z.dtype)
+
+@_jit()
+def _options_gradient_scalars(z, dloss, a, b, cap, temp):
+    """(fa, fb, 1/T, T/cap) in z's dtype, so that float32 loops stay float32 (and vectorise)."""
+    typed = np.empty(4, z.dtype)
     typed[0], typed[1], typed[2] = dloss * a, dloss * b, 1.0 / temp
     typed[3] = temp / cap if cap > 0.0 else 0.0
-    fa, fb, inv_t, ct = typed[0], typed[1], typed[2], typed[3]
+    return typed[0], typed[1], typed[2], typed[3]
+
+
+@_jit()
+def _options_gradient(z, out, shift, d, dloss, a, b, w, cap, temp, K, poly):
+    """out = dloss·(a·p - b·w)·dz/dx, p = exp(z - shift)/d, reading z (another array than out:
+    see _options_gradient_in_place)."""
+    fa, fb, inv_t, ct = _options_gradient_scalars(z, dloss, a, b, cap, temp)
     inv = K.one / d
     has_w = w.size > 0
-    if cap > 0.0:
-        for j in range(z.size):
-            p = _divide(_exp_shifted(z[j] - shift, K, poly), d, inv)
-            th = z[j] * ct
-            out[j] = (fa * p - fb * (w[j] if has_w else K.one)) * ((K.one - th * th) * inv_t)
-    else:
-        for j in range(z.size):
-            p = _divide(_exp_shifted(z[j] - shift, K, poly), d, inv)
-            out[j] = (fa * p - fb * (w[j] if has_w else K.one)) * inv_t
+    for j in range(z.size):
+        out[j] = _options_gradient_entry(z[j], w[j] if has_w else K.one, shift, d, inv, fa, fb, ct, inv_t,
+                                         cap > 0.0, K, poly)
+
+
+@_jit()
+def _options_gradient_in_place(z, shift, d, dloss, a, b, w, cap, temp, K, poly):
+    """_options_gradient with out = z, overwriting z. A function of its own, with one array: given z
+    twice, LLVM's run-time overlap check finds the two arrays overlapping and runs the scalar
+    copy of the loop (measured: the options that transform the logits then cost 3-5x the plain loss)."""
+    fa, fb, inv_t, ct = _options_gradient_scalars(z, dloss, a, b, cap, temp)
+    inv = K.one / d
+    has_w = w.size > 0
+    for j in range(z.size):
+        z[j] = _options_gradient_entry(z[j], w[j] if has_w else K.one, shift, d, inv, fa, fb, ct, inv_t,
+                                       cap > 0.0, K, poly)
 
 
 @_jit()
@@ -1146,7 +1165,10 @@ def _cross_entropy_options_row(algo, grad, x, target, dloss, ignore_index, out, 
         d = c + rest
         a = (1.0 - eps) * w_t + eps * w_sum / n + 2.0 * zl * lse
         b = eps / n
-        _options_gradient(z, out, shift, d, dloss, a, b, w, cap, temp, K, poly)
+        if cap > 0.0 or temp != 1.0:  # z is out: see _options_gradient_in_place
+            _options_gradient_in_place(out, shift, d, dloss, a, b, w, cap, temp, K, poly)
+        else:
+            _options_gradient(z, out, shift, d, dloss, a, b, w, cap, temp, K, poly)
         # The target's entry: (1-ε)·w_t·(p - 1), with p - 1 exact for p >= 1/2 (Sterbenz), as the plain kernel.
         p = _exp_shifted(z_t - shift, K, poly) / d
         g = (1.0 - eps) * w_t * (p - K.one) + p * (eps * w_sum / n + 2.0 * zl * lse) - b * (w_t if w.size > 0 else K.one)
