@@ -180,6 +180,23 @@ def _jit(**options):
         options.pop("cache", None)
     return njit(fastmath=FASTMATH, error_model="numpy", **options)
 
+def _jit_named(qualname: str, **options):
+    """_jit for a function a factory makes, under ``qualname``, which must be unique in this module.
+
+    numba names a compiled function ``qualname$counter``, the counter being the compiling process's;
+    the functions one factory makes share one qualname, so two entry points cached to disk by
+    different processes (or one cached and one compiled here, as SPLIT_SOFTMAX is) can hold
+    different helpers under one symbol, and the JIT links whichever loaded first (seen once: a 1.3%
+    wrong loss). A qualname of its own per made function removes the clash.
+    """
+
+    def decorate(func):
+        func.__qualname__ = qualname
+        return _jit(**options)(func)
+
+    return decorate
+
+
 # Independent accumulators per row, on the stack. 64 is four AVX-512 vectors
 # of float32: enough that LLVM keeps the lane loop a loop and vectorises it
 # (numba runs LLVM without the SLP vectoriser, so 16 lanes unrolled in full
@@ -584,7 +601,9 @@ def _lane_sum_of(term, compensated=False):
     address, which would keep the kernels out of the on-disk cache.
     """
 
-    @_jit()
+    kind = f"{term.__name__}{'_compensated' if compensated else ''}"
+
+    @_jit_named(f"_lane_sum_of.add.{kind}")
     def add(part, lost, count, k, v, top, residual, K):
         """Add one term to lane k."""
         v = K.zero if top else v
@@ -595,7 +614,7 @@ def _lane_sum_of(term, compensated=False):
             part[k] += v
         count[k] += K.one if top else K.zero
 
-    @_jit()
+    @_jit_named(f"_lane_sum_of.lane_sum.{kind}")
     def lane_sum(a, b, shift, out, limits, K, poly):
         """(count, rest) of the row's sum of ``term`` (see _lane_sum_of)."""
         count = _lanes(a, K.zero)
@@ -681,7 +700,7 @@ def _online_of(store, counted):
     them fold away.
     """
 
-    @_jit()
+    @_jit_named(f"_online_of.online.store_{store}.counted_{counted}")
     def online(x, out, shifts, K, poly):
         """(shift, count, rest) of the row (see _online_of)."""
         top, c, rest = -K.inf, K.zero, K.zero
@@ -1014,12 +1033,9 @@ def _options_transform(x, z, cap, temp, K, poly):
         z[j] = (series if a < TANH_SMALL else large) * c / t
 
 
-# The options path uses none of the functions _lane_sum_of and _online_of make: those are
-# closures sharing one qualname, and numba names compiled functions qualname$counter, a counter
-# of the compiling process. Two on-disk cached entry points compiled in different processes can
-# then hold different closures under one symbol name, and the JIT links whichever library loaded
-# first (seen here: with _drive_shipped loaded first, _drive_options' Σz summed exps instead).
-# Module-level functions have names of their own, so these are written out as such.
+# The options path was written with module-level helpers when the functions _lane_sum_of and
+# _online_of make still shared one qualname (see _jit_named: with _drive_shipped loaded first,
+# _drive_options' Σz once summed exps instead); they are kept as they are, measured and checked.
 
 
 @_jit()
@@ -1241,7 +1257,7 @@ def make_split_softmax(merge):
     unsplit row kernel: same edge-case behaviour, at a cost only they pay.
     """
 
-    @_jit(parallel=True)
+    @_jit_named(f"make_split_softmax.split.{merge.__module__}.{merge.__qualname__}", parallel=True)
     def split(algo, x, out, limits, K, poly_unshifted, poly_shifted, seg):
         poly = (poly_unshifted, poly_shifted)
         lims = (limits[0], limits[1])

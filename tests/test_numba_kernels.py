@@ -451,3 +451,17 @@ def test_suite_catches_a_flawed_segment_merge():
     assert bad["passed"] is False, bad
     good = run_case(shipped, Target("numba-2pass", "cpu", "float32"), case, "softmax")
     assert good["passed"] is True, good["reason"]
+
+
+def test_factory_made_kernel_helpers_have_names_of_their_own():
+    """numba names a compiled function after its qualname plus a per-process counter: helpers a
+    factory makes under one shared qualname can be linked in place of each other across entry
+    points cached by different processes (_numba_common._jit_named). Each must have its own."""
+    pytest.importorskip("numba")
+    from softmax_bench.backends import _numba_common as k
+
+    made = [k._sum_exp, k._sum_exp_plain, k._sum_values, k._sum_values_plain, k._sum_naive_exp, k._sum_products,
+            k._sum_plain, k._online, k._online_plain, k._online_store, k._online_store_plain, k.SPLIT_SOFTMAX]
+    names = [f.py_func.__qualname__ for f in made]
+    assert len(set(names)) == len(names), names
+    assert "<locals>" not in "".join(names)
