@@ -259,3 +259,16 @@ def test_online_and_numba_declare_the_options_they_compute():
     declared = {b.name: set(b.loss_options) for b in numba_backends}
     assert declared["numba-2pass"] == declared["numba-3pass"] == set(OPTION_NAMES)
     assert not declared["numba-naive"] and not declared["numba-2pass-reload"]
+
+
+def test_report_merges_records_with_loss_options():
+    """A results file with options records goes through the report's merge: the record's own
+    options dict and an in-memory Workpoint's label both give the label (the report once raised
+    TypeError, handed the label)."""
+    from softmax_bench.core.records import Workpoint, options_label
+
+    assert options_label({"softcap": 30.0}) == options_label("softcap=30") == "softcap=30"
+    record = {"backend": "numba-2pass", "device": "cpu", "dtype": "float32", "rows": 2, "vocab": 8,
+              "op": "cross_entropy", "pass": "full", "mode": "warm", "kind": "timing", "median_s": 1e-3,
+              "options": {"temperature": 0.7}}
+    assert Workpoint.of(record).options == "temperature=0.7"

@@ -155,13 +155,15 @@ class _Record:
         return cls(**known, extra=extra, stored_order=tuple(stored))
 
 
-def options_label(stored: Optional[Mapping[str, Any]]) -> Optional[str]:
+def options_label(stored: Optional[Mapping[str, Any] | str]) -> Optional[str]:
     """The label of a record's ``options`` (a dict of the active loss options), None for the plain loss.
 
     A dict this version cannot read (a hand edit, a newer option) keeps a label of its own, sorted keys.
     """
     if not stored:
         return None
+    if isinstance(stored, str):  # already a label (a Workpoint's field, as an in-memory record holds it)
+        return stored
     from ..loss_options import CrossEntropyOptions, OptionsError
 
     try:
