@@ -5,7 +5,7 @@ stage behaves exactly as that command typed by hand would) and each writing
 its own results file under ``--results-dir`` as its units finish:
 
 - ``check``: the shared correctness suite (``softmax-bench check``);
-- ``default``: ``softmax-bench run`` at the ``default`` preset;
+- ``default``: ``softmax-bench run`` at three vocabularies of the ``default`` preset;
 - ``lmhead``: ``softmax-bench run`` at language-model-head sizes;
 - ``page``: ``softmax-bench report --format html`` of those files (and any
   ``--with`` files, such as GPU results) into ``--out``.
@@ -30,16 +30,18 @@ from typing import Any, Iterable, Sequence
 from ..errors import UsageError
 from . import options
 
-HELP = "fresh CPU check and timings (default and LM-head sizes), then the published page from them"
+HELP = "fresh CPU check and timings (default and LM-head sizes), then the published page from them (about 35-40 min here)"
 
 # What the page compares: both directions of the two softmaxes and one training step of the loss.
 PAIRS = (("softmax", "fwd"), ("softmax", "bwd"), ("log_softmax", "fwd"), ("log_softmax", "bwd"), ("cross_entropy", "full"))
 DTYPES = ("float32", "bfloat16")
-# Language-model heads that fit this suite's 24 GiB, 2-core reference machine in time and memory:
-# 1024 rows (a training micro-batch of tokens) at the llama2 and llama3 vocabularies; 1024 x 128256
-# float32 is 0.5 GiB an input. The lmhead preset's larger sizes (up to 8192 x 256000, 8 GiB) ask
-# for a bigger machine: pass --lmhead-sizes lmhead there.
-LMHEAD_SIZES = "1024x32000,1024x128256"
+# Scope measured to fit about 35 minutes on the 24 GiB, 2-core reference machine (docs/reports.md has
+# the figures): one size of the default stage, every backend, pair and dtype, cold, took about 6 min;
+# 1024 x 128256 about 20 s a unit (50 min a size), so the LM head is 1024 x 32000 (a training
+# micro-batch of tokens over llama2's vocabulary). Three vocabularies at one row count: the headline
+# figure draws a line per backend only there. Bigger machines: --default-sizes default --lmhead-sizes lmhead.
+DEFAULT_SIZES = "8x32000,8x128256,8x256000"
+LMHEAD_SIZES = "1024x32000"
 # --quick: the smallest sizes that still go through every stage; proves the command, judges nothing.
 QUICK_SIZES = {"default": "8x32000", "lmhead": "64x32000"}
 DEFAULT_RESULTS_DIR = "results"
@@ -80,10 +82,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--with", dest="with_files", action="append", default=[], metavar="FILE",
                    help="another results file to put on the page beside this run, e.g. a GPU run (repeatable)")
     p.add_argument("--readme", metavar="FILE", help="also put the report between the markers in FILE (e.g. results/README.md)")
-    p.add_argument("--default-sizes", default="default", metavar="SPEC", help="sizes of the default stage (default: the default preset)")
+    p.add_argument("--default-sizes", default=DEFAULT_SIZES, metavar="SPEC",
+                   help=f"sizes of the default stage (default: {DEFAULT_SIZES}; the whole preset: default)")
     p.add_argument("--lmhead-sizes", default=LMHEAD_SIZES, metavar="SPEC",
                    help=f"sizes of the lmhead stage (default: {LMHEAD_SIZES}; the whole preset: lmhead)")
-    p.add_argument("--mode", choices=("warm", "cold", "both"), default="both", help="cache state to time (default: both)")
+    # cold: what an LM head sees (its logits are not cache-resident), and on this 480 MiB-L3 machine
+    # about half the time of a warm unit, measured.
+    p.add_argument("--mode", choices=("warm", "cold", "both"), default="cold", help="cache state to time (default: cold)")
     options.add_selection(p, devices=False)
     options.add_plugin(p)
 
