@@ -29,6 +29,7 @@ VERBS = (
     "report",
     "compare",
     "gpu-run",
+    "publish",
 )
 
 
