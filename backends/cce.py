@@ -21,9 +21,9 @@ from softmax_bench import Backend
 
 
 def _loss(impl: str) -> Callable[..., Any]:
-    def loss(hidden, weight, target, ignore_index=-100, bias=None):
-        if bias is not None:
-            raise NotImplementedError("cut-cross-entropy takes no bias")
+    # No bias argument: cut-cross-entropy's linear_cross_entropy takes none, so the
+    # backends leave linear_cross_entropy_bias unset and bias cases are recorded n/a.
+    def loss(hidden, weight, target, ignore_index=-100):
         from cut_cross_entropy import linear_cross_entropy
 
         return linear_cross_entropy(hidden, weight, target, ignore_index=ignore_index, reduction="none", impl=impl)

@@ -29,7 +29,7 @@ def linear_cross_entropy(hidden, weight, target, ignore_index=-100, bias=None):
 
 
 def linear_cross_entropy_fwd_bwd(hidden, weight, target, dloss, ignore_index=-100, bias=None):
-    """(loss, dhidden, dweight) for a uniform upstream gradient; the per-row loss from a separate forward."""
+    """(loss, dhidden, dweight[, dbias]) for a uniform upstream gradient; the per-row loss from a separate forward."""
     import torch
 
     scale = dloss.reshape(-1)[:1]
@@ -38,11 +38,12 @@ def linear_cross_entropy_fwd_bwd(hidden, weight, target, dloss, ignore_index=-10
     with torch.enable_grad():
         h = hidden.detach().requires_grad_(True)
         w = weight.detach().requires_grad_(True)
-        total = _module("sum", ignore_index)(w, h, target, bias)
+        b = None if bias is None else bias.detach().requires_grad_(True)
+        total = _module("sum", ignore_index)(w, h, target, b)
         total.backward(scale.reshape(()))
     # Liger's sum gives no per-row loss: one more forward (counted in the time) gives it.
     loss = linear_cross_entropy(hidden, weight, target, ignore_index, bias)
-    return loss, h.grad, w.grad
+    return (loss, h.grad, w.grad) + (() if b is None else (b.grad,))
 
 
 def _softmax(x, axis=-1):
@@ -61,5 +62,6 @@ def unavailable(device: str) -> Optional[str]:
 
 backend = Backend(name="liger-lce", library="torch", devices=("cuda",), dtypes=("float32", "bfloat16"),
                   softmax=_softmax, linear_cross_entropy=linear_cross_entropy,
-                  linear_cross_entropy_fwd_bwd=linear_cross_entropy_fwd_bwd, available=unavailable,
+                  linear_cross_entropy_fwd_bwd=linear_cross_entropy_fwd_bwd, linear_cross_entropy_bias=True,
+                  available=unavailable,
                   description="Liger-Kernel LigerFusedLinearCrossEntropyLoss (Triton, chunks over tokens)")

@@ -38,11 +38,12 @@ def _block_grad(z: np.ndarray, target: np.ndarray, ignore_index: int) -> tuple[n
 
 
 def linear_cross_entropy_fwd_bwd(hidden, weight, target, dloss, ignore_index=-100, bias=None):
-    """(loss, dhidden, dweight), processing BLOCK tokens at a time."""
+    """(loss, dhidden, dweight), and dbias after them when a bias is given, BLOCK tokens at a time."""
     n = hidden.shape[0]
     loss = np.empty(n, dtype=hidden.dtype)
     dhidden = np.empty_like(hidden)
     dweight = np.zeros_like(weight)
+    dbias = None if bias is None else np.zeros_like(bias)
     for start in range(0, n, BLOCK):
         rows = slice(start, min(start + BLOCK, n))
         z = hidden[rows] @ weight.T
@@ -55,7 +56,9 @@ def linear_cross_entropy_fwd_bwd(hidden, weight, target, dloss, ignore_index=-10
         # size of dweight) per block: add it a vocabulary slice at a time.
         for v0 in range(0, weight.shape[0], VSLICE):
             dweight[v0:v0 + VSLICE] += g[:, v0:v0 + VSLICE].T @ hidden[rows]
-    return loss, dhidden, dweight
+        if dbias is not None:
+            dbias += g.sum(axis=0)
+    return (loss, dhidden, dweight) + (() if dbias is None else (dbias,))
 
 
 def linear_cross_entropy(hidden, weight, target, ignore_index=-100, bias=None):
@@ -82,5 +85,5 @@ def _softmax(x, axis=-1):
 
 backend = Backend(name="numpy-lce-blocked", library="numpy", devices=("cpu",), dtypes=("float32", "float64"),
                   softmax=_softmax, linear_cross_entropy=linear_cross_entropy,
-                  linear_cross_entropy_fwd_bwd=linear_cross_entropy_fwd_bwd,
+                  linear_cross_entropy_fwd_bwd=linear_cross_entropy_fwd_bwd, linear_cross_entropy_bias=True,
                   description=f"NumPy, {BLOCK} tokens at a time: never the N x V logits")

@@ -51,8 +51,9 @@ def _available(device: str) -> Optional[str]:
 
 
 def _make(name: str, kind: str, about: str) -> Backend:
-    return Backend(name=name, library="torch", devices=("cpu", "cuda"), dtypes=("float32", "float64", "bfloat16"),
-                   softmax=_softmax, linear_cross_entropy=_loss_fn(kind),
+    return Backend(name=name, library="torch", devices=("cpu", "cuda"),
+                   dtypes=("float32", "float64", "bfloat16", "float16"),
+                   softmax=_softmax, linear_cross_entropy=_loss_fn(kind), linear_cross_entropy_bias=True,
                    available=None if kind == "eager" else _available, description=about)
 
 

@@ -71,6 +71,10 @@ class Backend:
     with g = dloss[:, None] * (softmax - onehot), dhidden = g @ weight and
     dweight = g.T @ hidden. Without them the op is derived from a matrix
     multiply and the backend's cross_entropy (see softmax_bench.measure.lce).
+    ``linear_cross_entropy_bias=True`` says both take ``bias`` (V,); the
+    training step then returns ``(loss, dhidden, dweight, dbias)`` with
+    dbias = g.sum(0). Without it, a case with a bias is recorded not
+    available on that backend (the functions are never called with one).
     ``loss_options`` names the options of ``softmax_bench.loss_options.
     CrossEntropyOptions`` that the loss functions compute themselves; they
     then also take ``options=`` (the record). A backend that declares none
@@ -122,6 +126,7 @@ class Backend:
     cross_entropy_fwd_bwd: Optional[SoftmaxFn] = None
     linear_cross_entropy: Optional[SoftmaxFn] = None
     linear_cross_entropy_fwd_bwd: Optional[SoftmaxFn] = None
+    linear_cross_entropy_bias: bool = False
     parallel: Optional[str] = None
     threads: Optional[Callable[[], int]] = None
     release: Optional[Callable[[], None]] = None

@@ -32,27 +32,33 @@ def test_reference_matches_float64_closed_form():
 
 
 @pytest.mark.parametrize("name", ["numpy-lce-blocked", "torch-lce-eager", "torch-lce", "torch-lce-chunked", "cce-compile"])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16", "float16"])
 def test_builtin_passes_every_case(name, dtype):
     if name.startswith("torch") and importlib.util.find_spec("torch") is None:
         pytest.skip("torch not installed")
     backend = _backend(name)
+    if dtype not in backend.dtypes:
+        pytest.skip(f"{name} declares no {dtype}")
     why = backend.available("cpu") if backend.available else None
     if why:
         pytest.skip(why)
     for case in lce.CASES:
         result = lce.check_case(backend, case, dtype)
+        if result.passed is None:  # a bias the backend does not take: recorded with its reason
+            assert not backend.linear_cross_entropy_bias and "declares no bias" in result.error
+            continue
         assert result.passed, (case.name, result.error, result.worst)
 
 
-@pytest.mark.parametrize("name, fails", [
-    ("lce-drops-last-chunk", "odd_vocab"),
-    ("lce-mean-over-n", "ignored_rows"),
-    ("lce-ignores-nothing", "ignored_rows"),
+@pytest.mark.parametrize("name, fails, dtype", [
+    ("lce-drops-last-chunk", "odd_vocab", "float32"),
+    ("lce-mean-over-n", "ignored_rows", "float32"),
+    ("lce-ignores-nothing", "ignored_rows", "float32"),
+    ("lce-dweight-bf16-accumulator", "long_batch", "bfloat16"),
 ])
-def test_planted_flaw_fails_named_case(name, fails):
+def test_planted_flaw_fails_named_case(name, fails, dtype):
     backend = _backend(name, [PLUGINS / "lce_flawed.py"])
-    results = {case.name: lce.check_case(backend, case, "float32") for case in lce.CASES}
+    results = {case.name: lce.check_case(backend, case, dtype) for case in lce.CASES}
     assert not results[fails].passed, results[fails]
     assert results["plain"].passed, results["plain"].error  # the flaw is specific, not a broken plugin
 
@@ -131,3 +137,29 @@ def test_autodiff_route_from_a_loss_alone():
                   softmax=lambda x, axis=-1: torch.softmax(x, dim=axis), linear_cross_entropy=detached_weight)
     result = lce.check_case(cut, lce.CASES[0], "float64")
     assert result.route == "autodiff" and not result.passed and "dweight" in result.error
+
+
+def test_bias_case_is_unavailable_with_reason_on_a_backend_without_bias():
+    """A backend that declares no bias is never called with one: the case is recorded n/a, not dropped or passed."""
+    backend = _backend("lce-drops-last-chunk", [PLUGINS / "lce_flawed.py"])
+    case = next(c for c in lce.CASES if c.name == "with_bias")
+    result = lce.check_case(backend, case, "float32")
+    assert result.passed is None and "declares no bias" in result.error
+    assert result.record()["failure"] == "unavailable" and result.record()["reason"]
+
+
+def test_bias_gradient_is_checked():
+    """Negative control for dbias: a backend whose dbias is off by one row's g fails with_bias naming dbias."""
+    from softmax_bench import Backend
+
+    good = _backend("numpy-lce-blocked")
+
+    def wrong_dbias(hidden, weight, target, dloss, ignore_index=-100, bias=None):
+        loss, dh, dw, db = good.linear_cross_entropy_fwd_bwd(hidden, weight, target, dloss, ignore_index, bias)
+        return loss, dh, dw, db * (len(hidden) - 1) / len(hidden)
+
+    bad = Backend(name="lce-wrong-dbias", library="numpy", devices=("cpu",), dtypes=("float32",),
+                  softmax=good.softmax, linear_cross_entropy_fwd_bwd=wrong_dbias, linear_cross_entropy_bias=True)
+    case = next(c for c in lce.CASES if c.name == "with_bias")
+    result = lce.check_case(bad, case, "float32")
+    assert result.passed is False and "dbias" in result.error

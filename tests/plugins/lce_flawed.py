@@ -3,7 +3,8 @@
 - ``lce-drops-last-chunk``: a blocked implementation that forgets the last
   partial vocabulary chunk (fails when V is not a multiple of the chunk);
 - ``lce-mean-over-n``: divides the gradient by N where only non-ignored rows count;
-- ``lce-ignores-nothing``: treats ignore_index rows as ordinary rows (target clamped to 0).
+- ``lce-ignores-nothing``: treats ignore_index rows as ordinary rows (target clamped to 0);
+- ``lce-dweight-bf16-accumulator``: sums dweight token by token in bfloat16 (fails ``long_batch``).
 """
 
 import numpy as np
@@ -53,3 +54,21 @@ def _softmax(x, axis=-1):
 backends = [Backend(name=f"lce-{flaw}", library="numpy", devices=("cpu",), dtypes=("float32", "float64"),
                     softmax=_softmax, linear_cross_entropy_fwd_bwd=_fwd_bwd(key))
             for flaw, key in (("drops-last-chunk", "drop"), ("mean-over-n", "mean"), ("ignores-nothing", "ignore"))]
+
+
+def _dweight_in_bfloat16(hidden, weight, target, dloss, ignore_index=-100, bias=None):
+    """Correct loss and dhidden; dweight summed token by token into a bfloat16 accumulator (the planted bug)."""
+    import ml_dtypes
+
+    loss, g = _p_minus_onehot(hidden.astype(np.float32) @ weight.astype(np.float32).T, target, ignore_index)
+    g = g * dloss.astype(np.float32)[:, None]
+    acc = np.zeros(weight.shape, dtype=ml_dtypes.bfloat16)
+    for i in range(len(hidden)):
+        acc = (acc.astype(np.float32) + np.outer(g[i], hidden[i].astype(np.float32))).astype(ml_dtypes.bfloat16)
+    dtype = hidden.dtype
+    return loss.astype(dtype), (g @ weight.astype(np.float32)).astype(dtype), acc.astype(dtype)
+
+
+backends.append(Backend(name="lce-dweight-bf16-accumulator", library="numpy", devices=("cpu",),
+                        dtypes=("float32", "bfloat16"), softmax=_softmax,
+                        linear_cross_entropy_fwd_bwd=_dweight_in_bfloat16))
