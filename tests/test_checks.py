@@ -116,6 +116,7 @@ def test_every_anchor_case_is_in_the_catalog():
         assert required in names
 
 
+@pytest.mark.slow
 def test_check_max_shift_exits_0_and_records_conventions(tmp_path):
     out = tmp_path / "c.json"
     proc = run_console("check", "--backend", "max-shift", "--out", out)

@@ -96,6 +96,7 @@ def _numba_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix in (".nbi", ".nbc")) if root.exists() else []
 
 
+@pytest.mark.slow
 def test_installed_kernels_cache_outside_the_package_and_uninstall_leaves_nothing(tmp_path):
     src = tmp_path / "src"
     for name in SOURCES:
@@ -128,6 +129,7 @@ def test_installed_kernels_cache_outside_the_package_and_uninstall_leaves_nothin
         f"{_numba_files(tmp_path)}")
 
 
+@pytest.mark.slow
 def test_without_a_writable_cache_directory_the_kernels_compile_in_memory_with_one_warning(tmp_path):
     """A read-only home (here: the cache path runs through a regular file, which
     no user, root included, can create a directory under): no error, one

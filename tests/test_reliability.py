@@ -36,6 +36,7 @@ def _records(path: Path) -> list[dict]:
     return json.loads(path.read_text())["records"]
 
 
+@pytest.mark.slow
 def test_crashing_hanging_hogging_raising_plugins_are_recorded_and_the_neighbour_kept(tmp_path):
     out = tmp_path / "r.json"
     names = ["segfault", "hang", "memory_hog", "raises"]
@@ -74,6 +75,7 @@ def _wait_for_records(out: Path, proc: subprocess.Popen, at_least: int, timeout:
     raise AssertionError(f"the run wrote fewer than {at_least} records before it ended or {timeout} s passed")
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_valid_json_and_resume_finishes_it(tmp_path):
     out = tmp_path / "killed.json"
     proc = _start_check(out)
@@ -90,6 +92,7 @@ def test_sigkill_leaves_valid_json_and_resume_finishes_it(tmp_path):
     assert after[: len(before)] == before
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_keeps_what_was_measured(tmp_path):
     out = tmp_path / "interrupted.json"
     proc = _start_check(out)

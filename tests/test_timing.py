@@ -277,6 +277,7 @@ def test_speed_relative_to_max_shift_matches_on_device_dtype_size_and_mode():
     assert "2.00x" in text.splitlines()[3]
 
 
+@pytest.mark.slow
 def test_failing_and_hanging_backends_become_recorded_failures_and_others_keep_their_timings(cli, tmp_path, short_runs):
     out = tmp_path / "r.json"
     status, text, err = cli(
